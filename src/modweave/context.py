@@ -1,0 +1,44 @@
+"""Routing state shared by the model and the modules methods inject.
+
+Path switching needs no learned choice: the model knows each sample's modality. It writes it here
+and injected modules (adapters in the connector, extended MoE blocks in the LLM) read it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+
+class PathContext:
+    """`modality`: the path a connector call serves (one modality group at a time);
+    `sample_modalities`: each LLM batch row's modality (for per-sample routing inside the LLM)."""
+
+    def __init__(self) -> None:
+        self.modality: str | None = None
+        self.sample_modalities: list[str] | None = None
+        self._listeners: list[Callable[[str | None], None]] = []
+
+    def on_switch(self, fn: Callable[[str | None], None]) -> None:
+        """Call `fn(modality)` whenever the active connector path changes (e.g. peft's set_adapter)."""
+        self._listeners.append(fn)
+
+    @contextlib.contextmanager
+    def path(self, modality: str | None) -> Iterator[None]:
+        previous, self.modality = self.modality, modality
+        for fn in self._listeners:
+            fn(modality)
+        try:
+            yield
+        finally:
+            self.modality = previous
+            for fn in self._listeners:
+                fn(previous)
+
+    @contextlib.contextmanager
+    def samples(self, modalities: list[str]) -> Iterator[None]:
+        previous, self.sample_modalities = self.sample_modalities, list(modalities)
+        try:
+            yield
+        finally:
+            self.sample_modalities = previous

@@ -1,0 +1,106 @@
+"""Audio: WAV / FLAC -> ``[num_chunks, chunk_frames, n_mels]`` log-mel filterbank features.
+
+Kaldi-style fbank (25 ms Povey window, 10 ms hop, pre-emphasis, HTK mel scale), the features
+BEATs / ImageBind / AST consume, computed with numpy so no torchaudio is needed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import lru_cache
+from math import gcd
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .base import MediaError, Modality, ModalitySettings, register_modality
+
+AUDIO_EXTENSIONS = (".wav", ".flac")
+LOG_FLOOR = float(np.log(np.finfo(np.float32).eps))  # log of Kaldi's energy floor: silence / padding
+
+
+@dataclasses.dataclass
+class AudioSettings(ModalitySettings):
+    sample_rate: int = 16000
+    num_chunks: int = 2  # fixed windows sampled uniformly over the clip (ImageBind-style clips)
+    chunk_frames: int = 512  # frames per window (10 ms hop -> 5.12 s)
+    n_mels: int = 128
+    win_ms: float = 25.0
+    hop_ms: float = 10.0
+
+
+def hz_to_mel(f: np.ndarray | float) -> np.ndarray:
+    return 1127.0 * np.log1p(np.asarray(f, dtype=np.float64) / 700.0)
+
+
+@lru_cache(maxsize=8)
+def mel_filterbank(n_mels: int, n_fft: int, sample_rate: int, f_min: float = 20.0) -> np.ndarray:
+    """Triangular filters, equally spaced on the HTK mel scale: ``[n_mels, n_fft // 2 + 1]``."""
+    mel_pts = np.linspace(hz_to_mel(f_min), hz_to_mel(sample_rate / 2), n_mels + 2)
+    bin_mel = hz_to_mel(np.arange(n_fft // 2 + 1) * sample_rate / n_fft)
+    left, centre, right = mel_pts[:-2, None], mel_pts[1:-1, None], mel_pts[2:, None]
+    up = (bin_mel[None] - left) / (centre - left)
+    down = (right - bin_mel[None]) / (right - centre)
+    return np.maximum(0.0, np.minimum(up, down)).astype(np.float32)
+
+
+def log_mel(wave: np.ndarray, settings: AudioSettings) -> np.ndarray:
+    """Mono waveform ``[S]`` at ``settings.sample_rate`` -> log-mel ``[T, n_mels]`` (T may be 0)."""
+    sr = settings.sample_rate
+    win = int(round(sr * settings.win_ms / 1000))
+    hop = int(round(sr * settings.hop_ms / 1000))
+    if len(wave) < win:
+        return np.zeros((0, settings.n_mels), dtype=np.float32)
+    n_fft = 1 << (win - 1).bit_length()
+    n_frames = 1 + (len(wave) - win) // hop
+    frames = np.lib.stride_tricks.sliding_window_view(wave.astype(np.float32), win)[::hop][:n_frames].copy()
+    frames -= frames.mean(axis=1, keepdims=True)  # remove DC per frame, as Kaldi does
+    frames[:, 1:] -= 0.97 * frames[:, :-1]  # pre-emphasis
+    frames[:, 0] *= 1 - 0.97
+    frames *= (np.hanning(win) ** 0.85).astype(np.float32)  # Povey window
+    power = np.abs(np.fft.rfft(frames, n=n_fft, axis=1)) ** 2
+    mel = power @ mel_filterbank(settings.n_mels, n_fft, sr).T
+    return np.log(np.maximum(mel, np.finfo(np.float32).eps)).astype(np.float32)
+
+
+def chunk_features(feats: np.ndarray, num_chunks: int, chunk_frames: int) -> np.ndarray:
+    """``[T, M]`` -> ``[num_chunks, chunk_frames, M]``: windows spread uniformly, short ones padded with the log floor."""
+    t = feats.shape[0]
+    out = np.full((num_chunks, chunk_frames, feats.shape[1]), LOG_FLOOR, dtype=np.float32)
+    starts = np.linspace(0, max(t - chunk_frames, 0), num_chunks).round().astype(int)
+    for c, s in enumerate(starts):
+        piece = feats[s : s + chunk_frames]
+        out[c, : len(piece)] = piece
+    return out
+
+
+def read_mono(path: Path, sample_rate: int) -> np.ndarray:
+    """Read a WAV / FLAC file as mono float32 at ``sample_rate`` (channels averaged, polyphase resampling)."""
+    import soundfile as sf
+    from scipy.signal import resample_poly
+
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as err:
+        raise MediaError(path, f"cannot decode audio ({err})") from None
+    if data.shape[0] == 0:
+        raise MediaError(path, "audio has no samples")
+    wave = data.mean(axis=1)
+    if sr != sample_rate:
+        g = gcd(int(sr), int(sample_rate))
+        wave = resample_poly(wave, sample_rate // g, int(sr) // g).astype(np.float32)
+    return wave
+
+
+@register_modality("audio")
+class AudioModality(Modality):
+    """Returns ``[num_chunks, chunk_frames, n_mels]`` float32 log-mel (natural log of mel power)."""
+
+    extensions = AUDIO_EXTENSIONS
+    settings_cls = AudioSettings
+
+    def _load(self, path: Path, settings: AudioSettings) -> torch.Tensor:
+        path = self.check_path(path)
+        feats = log_mel(read_mono(path, settings.sample_rate), settings)
+        return torch.from_numpy(chunk_features(feats, settings.num_chunks, settings.chunk_frames))

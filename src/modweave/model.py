@@ -1,0 +1,455 @@
+"""XModalLM: a causal LM plus named modality paths, held in one object.
+
+Data flow of one batch (see data/collate.py for the batch layout):
+  media of modality m [b, F, ...] -> encoder -> path m's LayerNorm/projection -> connector (+ method
+  modules, selected by `context`) -> [b, F*Q, d_llm] -> spliced with the cue at the prompt's media
+  placeholder -> LLM -> loss on answer tokens only.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .config import ConnectorConfig, EncoderConfig, ModalitySpec, ModelConfig, modality_spec, to_dict
+from .connectors import build_connector
+from .context import PathContext
+from .data.collate import IGNORE_INDEX, MEDIA_TOKEN_ID
+from .encoders import build_encoder
+from .llm import build_llm, is_moe
+from .methods import get_method
+from .paths import ModalityPath
+from .tokenizer import build_tokenizer
+
+logger = logging.getLogger(__name__)
+
+BASE_CONNECTOR = "base"
+
+
+@dataclass
+class StageRecord:
+    """One trained stage (a modality step, or one phase of it). JSON data, kept in the manifest."""
+
+    name: str
+    modality: str | None
+    method: str
+    phase: str = "train"
+    spec: dict[str, Any] | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+    file: str | None = None
+    sha256: str | None = None
+
+
+@dataclass
+class XModalOutput:
+    loss: torch.Tensor | None
+    logits: torch.Tensor | None = None
+    nll: torch.Tensor | None = None  # [B] summed answer-token NLL (reduction="none")
+    num_tokens: torch.Tensor | None = None  # [B] answer tokens per sample
+    aux_loss: torch.Tensor | None = None
+
+
+class XModalLM(nn.Module):
+    """A frozen causal LM + tokenizer + modality paths. Build with `XModalLM.build(config)`,
+    grow with `add_modality(...)`, save with `save_pretrained`, load with `from_pretrained`."""
+
+    def __init__(self, config: ModelConfig, llm: nn.Module, tokenizer: Any, connector: nn.Module):
+        super().__init__()
+        self.config = config
+        self.llm = llm
+        self.tokenizer = tokenizer
+        self.encoders = nn.ModuleDict()
+        self.connectors = nn.ModuleDict({BASE_CONNECTOR: connector})
+        self.paths = nn.ModuleDict()
+        self.context = PathContext()
+        self.stages: list[StageRecord] = [StageRecord(name="base", modality=None, method="base")]
+        self.aux_loss_fns: list = []  # callables () -> Tensor added to the loss (methods register these)
+        self.builtin_router_loss = is_moe(llm) and getattr(llm.config, "router_aux_loss_coef", 0.0) > 0
+        self._cue_cache: dict[str, torch.Tensor] = {}
+        self._stage_keys: list[set[str]] = []  # state keys created in each stage (what its file holds)
+        self._stage_open = True
+
+    # ------------------------------------------------------------------------------------------
+    # construction
+
+    @classmethod
+    def build(cls, config: ModelConfig, device: str | torch.device | None = None) -> "XModalLM":
+        """Build the base model from `config` (`device="meta"`: architecture only, no weights)."""
+        meta = device is not None and torch.device(device).type == "meta"
+        tokenizer = None if (meta and config.tokenizer.kind == "hf") else build_tokenizer(config.tokenizer)
+        special = {}
+        vocab = None
+        if tokenizer is not None:
+            vocab = len(tokenizer)
+            special = {k: getattr(tokenizer, f"{k}") for k in ("pad_token_id", "bos_token_id", "eos_token_id")}
+        llm = build_llm(config.llm, vocab, special, device=device)
+        llm_width = llm.config.get_text_config().hidden_size
+        ctx = torch.device("meta") if meta else torch.device("cpu")
+        with ctx:
+            connector = build_connector(config.connector, llm_width, vocab)
+            for p in connector.parameters():
+                p.requires_grad_(False)
+            model = cls(config, llm, tokenizer, connector)
+            for spec in config.base_modalities:
+                model.new_path(spec, connector=BASE_CONNECTOR, input_norm=False)
+        model.freeze_all()
+        model._record_new_keys()
+        return model
+
+    def _record_new_keys(self) -> None:
+        """Note the state keys that appeared since the previous stage as the current stage's own."""
+        seen = set().union(*self._stage_keys) if self._stage_keys else set()
+        new = set(self.state_dict()) - seen
+        while len(self._stage_keys) < len(self.stages) - 1:
+            self._stage_keys.append(set())
+        if len(self._stage_keys) == len(self.stages):
+            self._stage_keys[-1] |= new
+        else:
+            self._stage_keys.append(new)
+
+    @property
+    def base_connector_name(self) -> str:
+        return BASE_CONNECTOR
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.llm.parameters()).device
+
+    @property
+    def llm_width(self) -> int:
+        return self.llm.config.get_text_config().hidden_size
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.paths)
+
+    def get_encoder(self, spec: ModalitySpec) -> tuple[str, nn.Module]:
+        """The encoder of `spec`: an existing one named by a string, or a new one built from its config."""
+        if isinstance(spec.encoder, str):
+            if spec.encoder not in self.encoders:
+                raise ValueError(f"modality '{spec.name}': encoder '{spec.encoder}' is not in the model "
+                                 f"(have: {', '.join(self.encoders) or 'none'})")
+            return spec.encoder, self.encoders[spec.encoder]
+        if spec.name in self.encoders:
+            raise ValueError(f"an encoder named '{spec.name}' already exists")
+        with torch.device(self._param_device()):
+            enc = build_encoder(spec.encoder)
+        self.encoders[spec.name] = enc
+        return spec.name, enc
+
+    def new_path(self, spec: ModalitySpec | dict, connector: str = BASE_CONNECTOR, input_norm: bool = True,
+                 query_init: str = "previous") -> ModalityPath:
+        """Create modality `spec.name`'s path on `connector`: its encoder, a LayerNorm over the encoder
+        features (`input_norm`), a `Linear(d_enc -> connector width)` where the widths differ, and query
+        tokens (`query_init="previous"`: a copy of the latest path's on a same-width connector)."""
+        spec = modality_spec(spec)
+        if spec.name in self.paths:
+            raise ValueError(f"modality '{spec.name}' already has a path")
+        if spec.name == "text":
+            raise ValueError("'text' is the LLM's own modality: it has no path")
+        if connector not in self.connectors:
+            raise ValueError(f"connector '{connector}' not in the model (have: {', '.join(self.connectors)})")
+        conn = self.connectors[connector]
+        enc_name, enc = self.get_encoder(spec)
+        d_enc, d_conn = enc.output_width, conn.encoder_width
+        with torch.device(self._param_device()):
+            norm = nn.LayerNorm(d_enc) if input_norm else nn.Identity()
+            proj = nn.Linear(d_enc, d_conn) if d_enc != d_conn else nn.Identity()
+            queries = None
+            if conn.num_query_tokens:
+                prev = [p for p in self.paths.values() if p.query_tokens is not None
+                        and p.query_tokens.shape == (conn.num_query_tokens, conn.query_width)]
+                if query_init == "previous" and prev:
+                    queries = prev[-1].query_tokens.detach().clone()
+                else:
+                    queries = conn.init_query_tokens()
+        path = ModalityPath(spec, enc_name, connector, norm, proj, queries)
+        self.paths[spec.name] = path
+        return path
+
+    # ------------------------------------------------------------------------------------------
+    # growing: stages
+
+    def add_modality(self, spec: ModalitySpec | dict | str, method: str = "ana", *,
+                     settings: dict[str, Any] | None = None, **spec_fields: Any) -> ModalityPath:
+        """Add modality m through `method`; the first phase of its step starts: exactly the method's
+        trainable set trains, everything else (all earlier steps included) is frozen.
+
+        `spec` may be a `ModalitySpec`, a dict, or a name with the spec's fields as keywords:
+        `model.add_modality("video", method="ana", encoder="image", cue=" video: ")`.
+        """
+        if isinstance(spec, str):
+            spec = ModalitySpec(name=spec, **spec_fields)
+            if isinstance(spec.encoder, dict):
+                spec.encoder = EncoderConfig(**spec.encoder)
+        spec = modality_spec(spec)
+        if self._stage_open and len(self.stages) > 1:
+            raise RuntimeError(f"stage '{self.stages[-1].name}' is still open: call end_stage() first")
+        impl = get_method(method)
+        settings = impl.check_settings(dict(settings or {}))
+        self._stage_open = False
+        impl.add_modality(self, spec, settings)
+        self.begin_stage(StageRecord(name=self._stage_name(spec.name, impl, impl.phases[0]), modality=spec.name,
+                                     method=method, phase=impl.phases[0], spec=to_dict(spec), settings=settings))
+        return self.paths[spec.name]
+
+    @staticmethod
+    def _stage_name(modality: str, impl: Any, phase: str) -> str:
+        return modality if len(impl.phases) == 1 else f"{modality}:{phase}"
+
+    def begin_stage(self, record: StageRecord) -> None:
+        """Open a stage: apply the method's structural changes for the phase and set its trainable set."""
+        impl = get_method(record.method)
+        state = self._method_state(record.modality)
+        impl.start_phase(self, record.modality, record.phase, record.settings, state)
+        self.stages.append(record)
+        self._record_new_keys()
+        self._stage_open = True
+        self.freeze_all()
+        for p in impl.trainable(self, record.modality, record.phase, record.settings):
+            p.requires_grad_(True)
+
+    def next_phase(self) -> StageRecord | None:
+        """After `end_stage`, open the current modality's next phase (None when its step is complete)."""
+        last = self.stages[-1]
+        if last.modality is None:
+            return None
+        impl = get_method(last.method)
+        i = impl.phases.index(last.phase)
+        if i + 1 >= len(impl.phases):
+            return None
+        phase = impl.phases[i + 1]
+        record = StageRecord(name=self._stage_name(last.modality, impl, phase), modality=last.modality,
+                             method=last.method, phase=phase, spec=last.spec, settings=last.settings)
+        self.begin_stage(record)
+        return record
+
+    def end_stage(self, save_dir: str | Path | None = None, data: Any = None) -> StageRecord:
+        """Close the open stage: the method records what it needs (`data`: held-out batches for
+        methods that measure something), and the stage's tensors are written to `save_dir` if given."""
+        record = self.stages[-1]
+        if record.modality is not None:
+            impl = get_method(record.method)
+            record.state = impl.end_phase(self, record.modality, record.phase, record.settings, data) or {}
+        self._stage_open = False
+        self.freeze_all()
+        if save_dir is not None:
+            from .checkpoint import write_stage
+
+            write_stage(self, Path(save_dir), len(self.stages) - 1)
+        return record
+
+    def _method_state(self, modality: str | None) -> dict[str, Any]:
+        """Merged state recorded by the earlier phases of `modality`'s step."""
+        state: dict[str, Any] = {}
+        for rec in self.stages:
+            if rec.modality == modality and modality is not None:
+                state.update(rec.state)
+        return state
+
+    def set_base_trainable(self, llm: bool = True, connector: bool = True, paths: bool = True) -> None:
+        """Base stage: train the LLM / base connector / base paths (encoders stay frozen)."""
+        if len(self.stages) != 1:
+            raise RuntimeError("the base can only be trained before any modality is added")
+        self.freeze_all()
+        for flag, mod in ((llm, self.llm), (connector, self.connectors[BASE_CONNECTOR]), (paths, self.paths)):
+            if flag:
+                for p in mod.parameters():
+                    p.requires_grad_(True)
+
+    def freeze_all(self) -> None:
+        for p in self.parameters():
+            p.requires_grad_(False)
+
+    def trainable_parameters(self) -> dict[str, nn.Parameter]:
+        return {n: p for n, p in self.named_parameters() if p.requires_grad}
+
+    def _param_device(self) -> torch.device:
+        try:
+            return self.device
+        except StopIteration:
+            return torch.device("cpu")
+
+    # ------------------------------------------------------------------------------------------
+    # forward
+
+    def encode(self, modality: str, media: torch.Tensor, text_ids: torch.Tensor | None = None,
+               text_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Media of one modality `[b, F, *frame]` (or `[b, *frame]` for F = 1) -> tokens `[b, F*Q, d_llm]`.
+        Each frame goes through the connector separately (with the sample's instruction text)."""
+        if modality not in self.paths:
+            raise ValueError(f"unknown modality '{modality}' (this model has: {', '.join(self.paths) or 'none'})")
+        path = self.paths[modality]
+        enc = self.encoders[path.encoder_name]
+        frame_dims = getattr(enc, "frame_dims", 3)
+        if media.dim() == frame_dims + 1:
+            media = media.unsqueeze(1)
+        if media.dim() != frame_dims + 2:
+            raise ValueError(f"modality '{modality}': media of shape {list(media.shape)} is neither "
+                             f"[B, *frame] nor [B, F, *frame] with a {frame_dims}-d frame")
+        b, n_frames = media.shape[:2]
+        frames = media.flatten(0, 1).to(self.device)
+        with torch.no_grad():  # encoders are frozen: no activations kept for them
+            feats = enc(frames)
+        feats = path.input_proj(path.input_norm(feats))
+        if text_ids is not None:
+            text_ids = text_ids.repeat_interleave(n_frames, dim=0)
+            text_mask = text_mask.repeat_interleave(n_frames, dim=0) if text_mask is not None else None
+        with self.context.path(modality):
+            tokens = self.connectors[path.connector_name](feats, path.query_tokens, text_ids, text_mask)
+        return tokens.reshape(b, n_frames * tokens.shape[1], tokens.shape[2])
+
+    def cue_embeddings(self, modality: str) -> torch.Tensor:
+        """Embeddings `[C, d_llm]` of modality's cue string (empty when it has no cue)."""
+        cue = self.paths[modality].cue
+        if cue not in self._cue_cache:
+            ids = self.tokenizer(cue, add_special_tokens=False).input_ids if cue else []
+            self._cue_cache[cue] = torch.tensor(ids, dtype=torch.long)
+        ids = self._cue_cache[cue].to(self.device)
+        return self.llm.get_input_embeddings()(ids)
+
+    def embed_batch(self, batch: dict[str, Any], padding_side: str = "right"
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Splice cue + modality tokens at each sample's media placeholder.
+        Returns `inputs_embeds [B, L, d]`, `attention_mask [B, L]`, `labels [B, L]` (or None)."""
+        input_ids = batch["input_ids"].to(self.device)
+        mask = batch["attention_mask"].to(self.device)
+        labels = batch.get("labels")
+        labels = labels.to(self.device) if labels is not None else None
+        modalities = batch["modalities"]
+        media = batch.get("media") or [None] * len(modalities)
+        tok = self.llm.get_input_embeddings()(input_ids.clamp(min=0))
+
+        # encode media grouped by modality (one connector call per modality present)
+        spliced: dict[int, torch.Tensor] = {}
+        for m in dict.fromkeys(modalities):
+            rows = [i for i, mm in enumerate(modalities) if mm == m and media[i] is not None]
+            if not rows:
+                continue
+            shapes = {tuple(media[i].shape) for i in rows}
+            if len(shapes) > 1:
+                raise ValueError(f"modality '{m}': media shapes differ inside one batch: {sorted(shapes)}")
+            stacked = torch.stack([media[i] for i in rows])
+            q_ids = batch.get("qformer_input_ids")
+            q_mask = batch.get("qformer_attention_mask")
+            sel = torch.tensor(rows)
+            out = self.encode(m, stacked, q_ids[sel].to(self.device) if q_ids is not None else None,
+                              q_mask[sel].to(self.device) if q_mask is not None else None)
+            cue = self.cue_embeddings(m)
+            for j, i in enumerate(rows):
+                spliced[i] = torch.cat([cue, out[j].to(tok.dtype)], dim=0)
+
+        seqs, labs = [], []
+        for i in range(len(modalities)):
+            n = int(mask[i].sum())
+            ids_i = input_ids[i, :n] if padding_side == "right" or mask[i, 0] else input_ids[i, -n:]
+            emb_i = tok[i, :n] if padding_side == "right" or mask[i, 0] else tok[i, -n:]
+            lab_i = None if labels is None else labels[i, :n]
+            pos = (ids_i == MEDIA_TOKEN_ID).nonzero()
+            if len(pos) > 1:
+                raise ValueError(f"sample {i}: more than one media placeholder")
+            if len(pos) == 1:
+                if i not in spliced:
+                    raise ValueError(f"sample {i} ({modalities[i]}) has a media placeholder but no media")
+                p = int(pos[0])
+                emb_i = torch.cat([emb_i[:p], spliced[i], emb_i[p + 1:]])
+                if lab_i is not None:
+                    fill = lab_i.new_full((spliced[i].shape[0],), IGNORE_INDEX)
+                    lab_i = torch.cat([lab_i[:p], fill, lab_i[p + 1:]])
+            elif i in spliced:
+                raise ValueError(f"sample {i} ({modalities[i]}) has media but no placeholder in its prompt")
+            seqs.append(emb_i)
+            labs.append(lab_i)
+
+        max_len = max(s.shape[0] for s in seqs)
+        limit = getattr(self.llm.config.get_text_config(), "max_position_embeddings", None)
+        if limit is not None and max_len > limit:
+            worst = max(range(len(seqs)), key=lambda k: seqs[k].shape[0])
+            ident = batch.get("ids", [None] * len(seqs))[worst] or f"#{worst}"
+            raise ValueError(f"sample {ident}: {max_len} tokens exceed the LLM's context of {limit}")
+        embeds = tok.new_zeros(len(seqs), max_len, tok.shape[-1])
+        attn = mask.new_zeros(len(seqs), max_len)
+        out_labels = None if labels is None else labels.new_full((len(seqs), max_len), IGNORE_INDEX)
+        for i, s in enumerate(seqs):
+            n = s.shape[0]
+            sl = slice(0, n) if padding_side == "right" else slice(max_len - n, max_len)
+            embeds[i, sl] = s
+            attn[i, sl] = 1
+            if out_labels is not None:
+                out_labels[i, sl] = labs[i]
+        return embeds, attn, out_labels
+
+    def forward(self, batch: dict[str, Any], reduction: str = "mean") -> XModalOutput:
+        """LM loss on answer tokens only. `reduction="none"` also gives per-sample summed NLL."""
+        embeds, attn, labels = self.embed_batch(batch, padding_side="right")
+        if labels is None:
+            raise ValueError("forward needs labels: build the batch with a training collator")
+        router = self.builtin_router_loss and self.training
+        kwargs = {"output_router_logits": True} if router else {}
+        with self.context.samples(batch["modalities"]):
+            out = self.llm(inputs_embeds=embeds, attention_mask=attn, use_cache=False, **kwargs)
+        logits = out.logits[:, :-1].float()
+        target = labels[:, 1:]
+        tok_nll = F.cross_entropy(logits.transpose(1, 2), target, ignore_index=IGNORE_INDEX, reduction="none")
+        valid = target != IGNORE_INDEX
+        n_tok = valid.sum(1)
+        nll = tok_nll.sum(1)
+        loss = nll.sum() / n_tok.sum().clamp(min=1)
+        aux = None
+        if router and getattr(out, "aux_loss", None) is not None:
+            aux = self.llm.config.router_aux_loss_coef * out.aux_loss
+        for fn in self.aux_loss_fns:
+            extra = fn()
+            if extra is not None:
+                aux = extra if aux is None else aux + extra
+        total = loss + aux if aux is not None else loss
+        if reduction == "none":
+            return XModalOutput(loss=total, logits=out.logits, nll=nll, num_tokens=n_tok, aux_loss=aux)
+        return XModalOutput(loss=total, logits=out.logits, aux_loss=aux)
+
+    @torch.no_grad()
+    def generate(self, batch: dict[str, Any], max_new_tokens: int = 10, num_beams: int = 1,
+                 **kwargs: Any) -> list[str]:
+        """Answer strings for a batch built by an inference collator (no answers in it)."""
+        embeds, attn, _ = self.embed_batch({**batch, "labels": None}, padding_side="left")
+        tok = self.tokenizer
+        with self.context.samples(batch["modalities"]):
+            out = self.llm.generate(inputs_embeds=embeds, attention_mask=attn, max_new_tokens=max_new_tokens,
+                                    num_beams=num_beams, do_sample=False, pad_token_id=tok.pad_token_id,
+                                    eos_token_id=tok.eos_token_id, **kwargs)
+        return [s.strip() for s in tok.batch_decode(out, skip_special_tokens=True)]
+
+    @torch.no_grad()
+    def score(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Per-sample log-likelihood `[B]` of the answer tokens (candidate ranking)."""
+        out = self.forward(batch, reduction="none")
+        return -out.nll
+
+    # ------------------------------------------------------------------------------------------
+    # persistence (checkpoint.py holds the format)
+
+    def save_pretrained(self, save_dir: str | Path) -> Path:
+        from .checkpoint import save_pretrained
+
+        return save_pretrained(self, Path(save_dir))
+
+    @classmethod
+    def from_pretrained(cls, save_dir: str | Path, upto: str | None = None,
+                        device: str | torch.device | None = None) -> "XModalLM":
+        from .checkpoint import load_pretrained
+
+        return load_pretrained(Path(save_dir), upto=upto, device=device)
+
+    def collator(self, train: bool = True, **kwargs: Any):
+        """A collator for this model's tokenizer and prompt layout."""
+        from .data.collate import Collator
+
+        qtok = self.tokenizer if getattr(self.connectors[BASE_CONNECTOR], "instruction_input", False) else None
+        return Collator(self.tokenizer, self.config.prompt, train=train, qformer_tokenizer=qtok, **kwargs)
