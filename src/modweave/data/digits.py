@@ -67,8 +67,8 @@ class DigitsConfig:
     near_m: float = 1.0
     depth_gap_m: float = 0.25  # far card = near + gap
     depth_jitter_m: float = 0.06
-    background_m: float = 3.0
-    relief_m: float = 0.08
+    background_m: float = 2.0
+    relief_m: float = 0.2  # strokes stand this far out of the card: ~10% of the range after max-normalising
     tilt_m: float = 0.15
     depth_noise_m: float = 0.003
     depth_with_rgb: bool = False  # also write the RGB, media becomes {"depth", "rgb"}
