@@ -7,6 +7,7 @@ BEATs / ImageBind / AST consume, computed with numpy so no torchaudio is needed.
 from __future__ import annotations
 
 import dataclasses
+import re
 from functools import lru_cache
 from math import gcd
 from pathlib import Path
@@ -75,14 +76,25 @@ def chunk_features(feats: np.ndarray, num_chunks: int, chunk_frames: int) -> np.
     return out
 
 
+def _check_wav_length(path: Path, extra_info: str) -> None:
+    """libsndfile reads a cut-off WAV without complaint; its header report says "(should be N)"."""
+    m = re.search(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", extra_info, re.MULTILINE)
+    # 0xFFFFFFFF-ish sizes mark streamed WAVs of unknown length, not truncation
+    if m and int(m.group(2)) < int(m.group(1)) < 0xFFFFFF00:
+        raise MediaError(path, f"truncated WAV (data chunk declares {m.group(1)} bytes, file holds {m.group(2)})")
+
+
 def read_mono(path: Path, sample_rate: int) -> np.ndarray:
     """Read a WAV / FLAC file as mono float32 at ``sample_rate`` (channels averaged, polyphase resampling)."""
     import soundfile as sf
     from scipy.signal import resample_poly
 
     try:
+        _check_wav_length(path, sf.info(str(path)).extra_info)
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as err:
+        if isinstance(err, MediaError):
+            raise
         raise MediaError(path, f"cannot decode audio ({err})") from None
     if data.shape[0] == 0:
         raise MediaError(path, "audio has no samples")

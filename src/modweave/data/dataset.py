@@ -1,0 +1,81 @@
+"""A torch Dataset over annotation records, loading media with the registered modality loaders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from torch.utils.data import Dataset
+
+from ..modalities import get_modality
+from .formats import AnnotationError, Record, read_jsonl, read_lavis, read_llava, resolve_media
+
+
+def read_records(path: str | Path, modality: str | None = None) -> list[Record]:
+    """Read annotations, dispatching on format: ``.jsonl`` (the library's records), or a ``.json`` list
+    in LLaVA conversation style (items with ``"conversations"``) or LAVIS style (everything else)."""
+    path = Path(path)
+    if not path.is_file():
+        raise AnnotationError(path, "annotation file not found")
+    if path.suffix == ".jsonl":
+        return read_jsonl(path)
+    if path.suffix != ".json":
+        raise AnnotationError(path, f"unknown annotation format {path.suffix or '(none)'!r} (expected .jsonl or .json)")
+    with open(path, encoding="utf-8") as f:
+        head = f.read(4096)
+    if '"conversations"' in head:
+        return read_llava(path, modality or "image")
+    return read_lavis(path, modality)
+
+
+class MediaDataset(Dataset):
+    """Items ``{"id", "modality", "media", "task", "prompt", "answer", "candidates"}``.
+
+    ``media`` is the loader's float32 tensor (shapes in ``modweave.modalities``) or None for text;
+    ``candidates`` is a list (empty when the record has none). Media paths resolve against ``root``
+    and may not escape it. ``settings_by_modality`` maps a modality to its settings (instance or dict).
+    """
+
+    def __init__(self, records: Sequence[Record | Mapping[str, Any]], root: str | Path, settings_by_modality: Mapping[str, Any] | None = None):
+        self.records = [r if isinstance(r, Record) else Record(**{k: v for k, v in r.items() if k in Record.__dataclass_fields__}) for r in records]
+        self.root = Path(root)
+        settings_by_modality = dict(settings_by_modality or {})
+        self.settings = {m: get_modality(m).make_settings(settings_by_modality.get(m)) for m in {r.modality for r in self.records} | set(settings_by_modality)}
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        r = self.records[i]
+        modality = get_modality(r.modality)
+        media = None
+        if modality.has_media and r.media is not None:
+            try:
+                path = resolve_media(r.media, self.root)
+            except ValueError as err:
+                raise AnnotationError(r.source or r.id, str(err)) from None
+            media = modality.load(path, self.settings[r.modality])
+        return {
+            "id": r.id,
+            "modality": r.modality,
+            "media": media,
+            "task": r.task,
+            "prompt": r.prompt,
+            "answer": r.answer,
+            "candidates": list(r.candidates or []),
+        }
+
+    @classmethod
+    def from_file(cls, path: str | Path, root: str | Path | None = None, settings_by_modality: Mapping[str, Any] | None = None) -> "MediaDataset":
+        """Records of ``path`` with media resolved against ``root`` (default: the file's folder)."""
+        path = Path(path)
+        return cls(read_records(path), root if root is not None else path.parent, settings_by_modality)
+
+
+def load_meta(root: str | Path) -> dict:
+    """The ``meta.json`` of a benchmark folder written by ``write_digits``."""
+    path = Path(root) / "meta.json"
+    if not path.is_file():
+        raise AnnotationError(path, "meta.json not found (write the benchmark first: modweave data digits --out DIR)")
+    return json.loads(path.read_text())
