@@ -26,6 +26,7 @@ from .llm import build_llm, is_moe
 from .methods import get_method
 from .paths import ModalityPath
 from .tokenizer import build_tokenizer
+from .utils import seeded
 
 logger = logging.getLogger(__name__)
 
@@ -97,8 +98,9 @@ class XModalLM(nn.Module):
             for p in connector.parameters():
                 p.requires_grad_(False)
             model = cls(config, llm, tokenizer, connector)
-            for spec in config.base_modalities:
-                model.new_path(spec, connector=BASE_CONNECTOR, input_norm=False)
+            for i, spec in enumerate(config.base_modalities):
+                with seeded(config.connector.seed + 1 + i):  # base query tokens: deterministic per seed
+                    model.new_path(spec, connector=BASE_CONNECTOR, input_norm=False)
         model.freeze_all()
         model._record_new_keys()
         return model

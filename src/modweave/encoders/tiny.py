@@ -26,6 +26,8 @@ def _trunk(width: int, layers: int, heads: int) -> nn.Module:
 class PatchImageEncoder(nn.Module):
     """ViT-like: `[N, C, H, W]` in [0,1] -> `[N, (H/p)*(W/p), width]`."""
 
+    frame_dims = 3
+
     def __init__(self, image_size: int = 32, patch: int = 4, width: int = 128, layers: int = 1,
                  heads: int = 4, channels: int = 3):
         super().__init__()
@@ -47,6 +49,8 @@ class PatchImageEncoder(nn.Module):
 
 class FilterbankAudioEncoder(nn.Module):
     """Log-mel filterbank chunk `[N, T, n_mels]` -> `[N, T/p, width]` (patches of p frames)."""
+
+    frame_dims = 2
 
     def __init__(self, n_mels: int = 32, patch_frames: int = 8, max_frames: int = 128, width: int = 128,
                  layers: int = 1, heads: int = 4):
@@ -77,6 +81,8 @@ class PointNetEncoder(nn.Module):
     its nearest of G fixed anchor directions, so the tokens keep a coarse spatial layout. G = 1 gives
     the single global token of ULIP-2 PointBERT.
     """
+
+    frame_dims = 2
 
     def __init__(self, width: int = 128, num_tokens: int = 8, hidden: int = 64, in_dim: int = 3):
         super().__init__()
