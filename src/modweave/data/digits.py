@@ -31,6 +31,7 @@ DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "e
 DIRECTIONS = ("left", "right", "up", "down")
 ROTATIONS = ("clockwise", "counterclockwise", "upright")
 IMAGE_ATTRIBUTES = {"position": DIRECTIONS, "brightness": ("high", "low"), "size": ("near", "far"), "rotation": ROTATIONS[:2]}
+POOL_MIN_SAMPLES = 200  # below this a process pool's start-up costs more than the rendering
 MEDIA_SUFFIX = {"image": ".png", "video": ".mp4", "audio": ".wav", "depth": ".png", "point_cloud": ".ply"}
 
 
@@ -409,7 +410,7 @@ def _run_jobs(jobs: list[tuple], workers: int | None, progress: bool, tqdm) -> l
     n_media = sum(len(j[1]) for j in jobs if j[0] != "text")
     bar = tqdm(total=len(jobs), desc="MCL-Digits", unit="chunk", disable=not progress)
     try:
-        if workers <= 1 or n_media < 200:  # a pool's start-up costs more than small runs take
+        if workers <= 1 or n_media < POOL_MIN_SAMPLES:
             results = []
             for j in jobs:
                 results.append(_render_chunk(j))
