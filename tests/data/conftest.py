@@ -1,0 +1,32 @@
+"""Shared fixtures: a tiny MCL-Digits written once per session, and small loader settings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+# small settings so every load takes milliseconds
+SMALL = {
+    "image": {"size": 32},
+    "video": {"num_frames": 3, "size": 32},
+    "audio": {"num_chunks": 2, "chunk_frames": 64, "n_mels": 32},
+    "depth": {"size": 32},
+    "point_cloud": {"num_points": 256},
+    "text": {},
+}
+
+
+@pytest.fixture(scope="session")
+def digits_root(tmp_path_factory) -> Path:
+    from modweave.data.digits import write_digits
+
+    out = tmp_path_factory.mktemp("digits") / "mcl"
+    write_digits(out, seed=0, n_train=6, n_test=4, workers=1, progress=False)
+    return out
+
+
+def first_media(root: Path, modality: str) -> Path:
+    rec = json.loads((root / f"{modality}_train.jsonl").read_text().splitlines()[0])
+    return root / rec["media"]
