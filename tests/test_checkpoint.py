@@ -11,7 +11,7 @@ from modweave.checkpoint import CheckpointError
 from modweave.config import EncoderConfig
 from modweave.model import XModalLM
 
-from conftest import make_items
+from tinyfactory import make_items
 
 AUDIO = EncoderConfig(kind="tiny-audio", width=32, options={"n_mels": 16, "patch_frames": 4})
 

@@ -10,7 +10,7 @@ from modweave.config import EncoderConfig, ModalitySpec, PromptConfig
 from modweave.data.collate import IGNORE_INDEX, MEDIA_TOKEN_ID, Collator
 from modweave.model import XModalLM
 
-from conftest import make_items
+from tinyfactory import make_items
 
 
 def test_labels_cover_only_answer_and_eos(tiny_model):

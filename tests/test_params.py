@@ -8,7 +8,7 @@ from modweave.cli import main
 from modweave.params import stage_param_counts
 from modweave.utils import count_params
 
-from conftest import TINY
+from tinyfactory import TINY
 
 
 def test_meta_counts_equal_real_counts(tiny_cfg):

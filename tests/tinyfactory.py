@@ -1,0 +1,25 @@
+"""Tiny-model helpers shared by the tests (importable as `tinyfactory`: pytest puts tests/ on sys.path)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "configs" / "tiny.yaml"
+
+# media shapes for the tiny config's encoders (one frame / chunk / cloud)
+FRAME_SHAPES = {"image": (3, 16, 16), "video": (2, 3, 16, 16), "depth": (3, 16, 16),
+                "audio": (2, 32, 16), "point_cloud": (64, 3)}
+
+
+def make_items(modalities: list[str], seed: int = 0, answer: str = "seven") -> list[dict]:
+    """Dataset-style items with random media for each modality (None for text)."""
+    g = torch.Generator().manual_seed(seed)
+    items = []
+    for i, m in enumerate(modalities):
+        media = None if m == "text" else torch.rand(FRAME_SHAPES[m], generator=g)
+        items.append({"id": f"{m}-{i}", "modality": m, "media": media, "task": "qa",
+                      "prompt": "what digit is shown ?", "answer": answer})
+    return items
