@@ -60,7 +60,9 @@ def llm_config(cfg: LLMConfig, vocab_size: int | None, special: dict[str, int]):
         if path.suffix == ".json" and path.is_file():  # an architecture file shipped with a preset
             data = json.loads(path.read_text())
             return AutoConfig.for_model(data.pop("model_type"), **data)
-        return AutoConfig.from_pretrained(cfg.name_or_path)
+        from .bases.gguf import resolve_name_or_path
+
+        return AutoConfig.from_pretrained(resolve_name_or_path(cfg.name_or_path))
     if vocab_size is None:
         raise ValueError("a tiny LLM needs the tokenizer's vocabulary size")
     return tiny_config(cfg, vocab_size, special)
@@ -73,7 +75,9 @@ def build_llm(cfg: LLMConfig, vocab_size: int | None = None, special: dict[str, 
     dtype = torch_dtype(cfg.dtype)
     meta = device is not None and torch.device(device).type == "meta"
     if cfg.kind == "hf" and not meta and not cfg.name_or_path.endswith(".json"):
-        model = AutoModelForCausalLM.from_pretrained(cfg.name_or_path, dtype=dtype)
+        from .bases.gguf import resolve_name_or_path  # `gguf:pkg/file.gguf` -> a converted local dir
+
+        model = AutoModelForCausalLM.from_pretrained(resolve_name_or_path(cfg.name_or_path), dtype=dtype)
     else:
         config = llm_config(cfg, vocab_size, special)
         if meta:

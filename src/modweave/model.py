@@ -263,6 +263,7 @@ class XModalLM(nn.Module):
         self.freeze_all()
         for flag, mod in ((llm, self.llm), (connector, self.connectors[BASE_CONNECTOR]), (paths, self.paths)):
             if flag:
+                mod._modweave_external = False  # trained here: its weights must go into the checkpoint
                 for p in mod.parameters():
                     p.requires_grad_(True)
 
