@@ -45,7 +45,9 @@ def build_tokenizer(cfg: TokenizerConfig) -> PreTrainedTokenizerBase:
     if cfg.kind == "hf":
         if not cfg.name_or_path:
             raise ValueError("tokenizer.name_or_path is required for tokenizer.kind=hf")
-        tok = AutoTokenizer.from_pretrained(cfg.name_or_path)
+        from .bases.gguf import resolve_name_or_path  # `gguf:pkg/file.gguf` -> a converted local dir
+
+        tok = AutoTokenizer.from_pretrained(resolve_name_or_path(cfg.name_or_path))
         if tok.pad_token is None:
             tok.pad_token = tok.unk_token or tok.eos_token
         return tok
