@@ -77,7 +77,7 @@ def list_methods() -> list[str]:
 def _load_builtin() -> None:
     import importlib
 
-    for mod in ("baselines", "ana", "moextend"):
+    for mod in ("baselines", "lora", "ana", "moextend"):
         try:
             importlib.import_module(f"{__name__}.{mod}")
         except ModuleNotFoundError as err:  # a method package not written yet

@@ -1,0 +1,79 @@
+"""`lora` baseline: one named peft LoRA adapter per modality on the base connector's Q-Former
+attention Linears (query / key / value / attention output) and its LLM projection `proj`.
+
+The adapter in use follows `model.context.on_switch`: modality m's adapter while m's path runs; for
+any other path (the base image path, modalities of other methods) adapters are disabled, so those
+paths compute exactly the base connector. Trainable in m's step: m's LoRA matrices + m's path.
+Stable (each adapter only ever sees its modality) but without transfer between modalities.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from torch import nn
+
+from . import Method, register_method
+
+if TYPE_CHECKING:
+    from ..config import ModalitySpec
+    from ..model import XModalLM
+
+# full-name regex over the connector's module names (peft full-matches a string target)
+TARGET_MODULES = r".*(attention\.(query|key|value)|attention\.output\.dense)|proj"
+_INSTALLED = "_modweave_lora_switch"
+
+
+def _lora_layers(connector: nn.Module) -> list[Any]:
+    from peft.tuners.lora import LoraLayer
+
+    return [m for m in connector.modules() if isinstance(m, LoraLayer)]
+
+
+def switch_adapter(connector: nn.Module, modality: str | None) -> None:
+    """Activate `modality`'s adapter on every LoRA layer, or disable adapters when it has none.
+    peft's switching also flips requires_grad; the trainer's trainable set is restored after it."""
+    layers = _lora_layers(connector)
+    if not layers:
+        return
+    flags = [(p, p.requires_grad) for p in connector.parameters()]
+    has = modality is not None and modality in layers[0].lora_A
+    for layer in layers:
+        if has:
+            layer.set_adapter(modality)
+            layer._disable_adapters = False  # enable_adapters(True) would re-activate the old adapter first
+        else:
+            layer.enable_adapters(False)
+    for p, flag in flags:
+        p.requires_grad_(flag)
+
+
+@register_method
+class LoRA(Method):
+    name = "lora"
+    defaults = {"rank": 8, "alpha": 16, "dropout": 0.0}
+
+    def add_modality(self, model: "XModalLM", spec: "ModalitySpec", settings: dict[str, Any]) -> None:
+        from peft import LoraConfig, inject_adapter_in_model
+
+        model.new_path(spec, connector=model.base_connector_name)
+        connector = model.connectors[model.base_connector_name]
+        config = LoraConfig(r=int(settings["rank"]), lora_alpha=settings["alpha"], lora_dropout=settings["dropout"],
+                            target_modules=TARGET_MODULES, bias="none")
+        # peft names parameters `...lora_A.<adapter>.weight`: modality names are valid adapter names
+        inject_adapter_in_model(config, connector, adapter_name=spec.name)
+        if not getattr(model, _INSTALLED, False):
+            model.context.on_switch(lambda m: switch_adapter(connector, m))
+            setattr(model, _INSTALLED, True)
+        switch_adapter(connector, model.context.modality)
+        for p in connector.parameters():
+            p.requires_grad_(False)
+
+    def trainable(self, model: "XModalLM", modality: str, phase: str,
+                  settings: dict[str, Any]) -> Iterable[nn.Parameter]:
+        yield from model.paths[modality].parameters()
+        connector = model.connectors[model.base_connector_name]
+        for name, p in connector.named_parameters():
+            if "lora_" in name and f".{modality}." in f"{name}.":
+                yield p

@@ -1,0 +1,147 @@
+"""Run reports: `report.json` (the spec's schema), `report.md`, `accuracy_matrix.png`, `loss_curves.png`.
+
+report.json = {"benchmark", "modalities": [...], "seed", "methods": {NAME: {"acc_matrix": [[...]],
+"avg_acc", "plasticity", "forgetting", "bwt", "trainable_params": {stage: n}, "total_params",
+"train_seconds": {stage: s}, "stages": [row names]}}}; loss histories live in loss_history.json
+({NAME: {stage: [[step, loss], ...]}}). `add_method` merges one method into a report folder (the demo
+runs several methods into one), `render` re-draws the markdown and figures from the JSON files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .utils import atomic_write_bytes
+
+logger = logging.getLogger(__name__)
+
+REPORT = "report.json"
+LOSSES = "loss_history.json"
+METHOD_KEYS = ("acc_matrix", "avg_acc", "plasticity", "forgetting", "bwt", "trainable_params", "total_params",
+               "train_seconds")
+
+
+def check_report(report: Mapping[str, Any]) -> None:
+    """Raise ValueError naming the first key the schema needs and `report` lacks."""
+    for key in ("benchmark", "modalities", "seed", "methods"):
+        if key not in report:
+            raise ValueError(f"report lacks '{key}'")
+    for name, entry in report["methods"].items():
+        for key in METHOD_KEYS:
+            if key not in entry:
+                raise ValueError(f"report: method '{name}' lacks '{key}'")
+        for i, row in enumerate(entry["acc_matrix"]):
+            if len(row) != len(report["modalities"]):
+                raise ValueError(f"report: method '{name}' acc_matrix row {i} has {len(row)} entries, "
+                                 f"expected {len(report['modalities'])}")
+
+
+def _read_json(path: Path, default: Any) -> Any:
+    return json.loads(path.read_text()) if path.exists() else default
+
+
+def _write_json(path: Path, data: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(data, indent=1) + "\n").encode())
+
+
+def add_method(out_dir: str | Path, name: str, entry: Mapping[str, Any], *, benchmark: str, modalities: Sequence[str],
+               seed: int, losses: Mapping[str, Any] | None = None, render_files: bool = True) -> dict[str, Any]:
+    """Add (or replace) method `name` in `out_dir/report.json`, creating it if needed; re-render."""
+    out = Path(out_dir)
+    report = _read_json(out / REPORT, {"benchmark": benchmark, "modalities": list(modalities), "seed": seed,
+                                       "methods": {}})
+    if list(report["modalities"]) != list(modalities):
+        raise ValueError(f"{out / REPORT}: modalities {report['modalities']} differ from {list(modalities)}")
+    report["methods"][name] = dict(entry)
+    histories = _read_json(out / LOSSES, {})
+    if losses is not None:
+        histories[name] = dict(losses)
+    write_report(out, report, histories, render_files=render_files)
+    return report
+
+
+def merge_reports(paths: Sequence[str | Path], out_dir: str | Path) -> dict[str, Any]:
+    """Merge several report folders (same benchmark and modalities) into `out_dir`."""
+    merged: dict[str, Any] | None = None
+    histories: dict[str, Any] = {}
+    for p in paths:
+        p = Path(p)
+        folder = p.parent if p.name == REPORT else p
+        report = _read_json(folder / REPORT, None)
+        if report is None:
+            raise FileNotFoundError(f"{folder / REPORT} not found")
+        if merged is None:
+            merged = {**report, "methods": {}}
+        elif report["modalities"] != merged["modalities"]:
+            raise ValueError(f"{folder}: modalities {report['modalities']} differ from {merged['modalities']}")
+        merged["methods"].update(report["methods"])
+        histories.update(_read_json(folder / LOSSES, {}))
+    if merged is None:
+        raise ValueError("nothing to merge")
+    write_report(Path(out_dir), merged, histories)
+    return merged
+
+
+def write_report(out_dir: Path, report: dict[str, Any], histories: Mapping[str, Any] | None = None,
+                 render_files: bool = True) -> None:
+    check_report(report)
+    out_dir = Path(out_dir)
+    _write_json(out_dir / REPORT, report)
+    if histories is not None:
+        _write_json(out_dir / LOSSES, dict(histories))
+    if render_files:
+        render(out_dir)
+
+
+def render(out_dir: str | Path) -> list[Path]:
+    """Re-draw report.md, accuracy_matrix.png and loss_curves.png from report.json (+ loss_history.json)."""
+    out = Path(out_dir)
+    report = _read_json(out / REPORT, None)
+    if report is None:
+        raise FileNotFoundError(f"{out / REPORT} not found (train first: modweave train CONFIG --out {out})")
+    check_report(report)
+    atomic_write_bytes(out / "report.md", markdown(report).encode())
+    written = [out / "report.md"]
+    from .report_plots import plot_accuracy_matrices, plot_losses
+
+    written.append(plot_accuracy_matrices(report, out / "accuracy_matrix.png"))
+    histories = _read_json(out / LOSSES, {})
+    if any(histories.values()):
+        written.append(plot_losses(histories, out / "loss_curves.png"))
+    return written
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def markdown(report: Mapping[str, Any]) -> str:
+    """The report as markdown: a summary table, then each method's accuracy matrix and budget."""
+    mods = report["modalities"]
+    lines = [f"# {report['benchmark']} (seed {report['seed']})", "",
+             "| method | avg acc | plasticity | forgetting | BWT | trainable (last stage) | total params | train s |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, e in report["methods"].items():
+        trainable = list(e["trainable_params"].values())
+        seconds = sum(v for v in e["train_seconds"].values() if v is not None)
+        lines.append(f"| {name} | {_fmt(e['avg_acc'])} | {_fmt(e['plasticity'])} | {_fmt(e['forgetting'])} | "
+                     f"{_fmt(e['bwt'])} | {_fmt(trainable[-1] if trainable else None)} | {_fmt(e['total_params'])} | "
+                     f"{seconds:.1f} |")
+    for name, e in report["methods"].items():
+        rows = e.get("stages") or [f"stage {i}" for i in range(len(e["acc_matrix"]))]
+        lines += ["", f"## {name}", "", "accuracy after each stage (rows) on each modality (columns):", "",
+                  "| after \\ on | " + " | ".join(mods) + " |", "|---" * (len(mods) + 1) + "|"]
+        for r, row in zip(rows, e["acc_matrix"]):
+            lines.append(f"| {r} | " + " | ".join(_fmt(v) for v in row) + " |")
+        lines += ["", "| stage | trainable params | train s |", "|---|---|---|"]
+        for stage, n in e["trainable_params"].items():
+            lines.append(f"| {stage} | {_fmt(n)} | {_fmt(e['train_seconds'].get(stage), 1)} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,71 @@
+"""Figures of a report: one annotated accuracy-matrix heat map per method, and loss curves."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .utils import atomic_path
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: never needs a display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_accuracy_matrices(report: Mapping[str, Any], path: Path) -> Path:
+    """Heat map per method: rows = after stage s, columns = modality j, cells annotated (– = no path)."""
+    import numpy as np
+
+    plt = _pyplot()
+    methods = list(report["methods"].items())
+    mods = report["modalities"]
+    n_rows = max((len(e["acc_matrix"]) for _, e in methods), default=1)
+    width = (1.8 + 0.9 * len(mods)) * max(len(methods), 1)
+    fig, axes = plt.subplots(1, max(len(methods), 1), figsize=(width, 1.4 + 0.6 * n_rows), squeeze=False)
+    for ax, (name, e) in zip(axes[0], methods):
+        matrix = np.array([[np.nan if v is None else v for v in row] for row in e["acc_matrix"]], dtype=float)
+        rows = e.get("stages") or [f"stage {i}" for i in range(len(matrix))]
+        ax.imshow(np.ma.masked_invalid(matrix), vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
+        ax.set_xticks(range(len(mods)), mods, rotation=45, ha="right")
+        ax.set_yticks(range(len(rows)), [f"after {r}" for r in rows])
+        ax.set_title(name)
+        for i in range(matrix.shape[0]):
+            for j in range(matrix.shape[1]):
+                v = matrix[i, j]
+                ax.text(j, i, "–" if np.isnan(v) else f"{v:.2f}", ha="center", va="center",
+                        color="black" if not np.isnan(v) and v > 0.6 else "white", fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_losses(histories: Mapping[str, Mapping[str, list]], path: Path) -> Path:
+    """Training loss per stage, one panel per method (x: steps run through the stages in order)."""
+    plt = _pyplot()
+    methods = [(n, h) for n, h in histories.items() if h]
+    fig, axes = plt.subplots(1, len(methods), figsize=(4.5 * len(methods), 3.2), squeeze=False)
+    for ax, (name, stages) in zip(axes[0], methods):
+        offset = 0
+        for stage, points in stages.items():
+            if not points:
+                continue
+            xs = [offset + p[0] for p in points]
+            ax.plot(xs, [p[1] for p in points], label=stage, linewidth=1)
+            offset = xs[-1]
+        ax.set_title(name)
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,383 @@
+"""The continual loop: base training, then each stage's phases in order, evaluation after every
+modality step, checkpoints, and exact resume.
+
+    modweave train CONFIG.yaml [key=value ...] --out DIR [--resume]
+
+DIR/checkpoint/      the model's stage files + manifest (`XModalLM.from_pretrained(DIR/checkpoint)`)
+DIR/trainer/         in-stage trainer checkpoints (see training/state.py)
+DIR/progress.json    accuracy-matrix rows, seconds, trainable counts and loss history so far
+DIR/train.log        the log; DIR/report.{json,md}, accuracy_matrix.png, loss_curves.png at the end
+
+The trainer knows nothing about methods beyond "these parameters train (requires_grad), end the stage,
+next phase". Each stage step is seeded from (run seed, stage index, phase), so an interrupted run
+resumed with `resume=True` ends, on CPU, bit-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import ConfigError, RunConfig, to_dict
+from .training.config import DataConfig, EvalConfig, TrainConfig, parse_section, stage_train_config
+from .training.data import ConcatItems, RunData, batches
+from .training.loop import SimulatedKill, TrainingError, train_phase
+from .training.state import clear_stage
+from .utils import atomic_write_bytes, count_params
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ContinualTrainer", "TrainingError", "SimulatedKill", "run_training", "method_label"]
+
+CHECKPOINT = "checkpoint"
+PROGRESS = "progress.json"
+
+
+def method_label(cfg: RunConfig) -> str:
+    """The report's name for a run: its single method, or the run name when stages mix methods."""
+    methods = {s.method for s in cfg.stages}
+    return methods.pop() if len(methods) == 1 else cfg.name
+
+
+def _seed_everything(*parts: int) -> None:
+    import random
+
+    import numpy as np
+
+    seed = 0
+    for p in parts:
+        seed = (seed * 1_000_003 + int(p)) % (2**31 - 1)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class ContinualTrainer:
+    """Runs a `RunConfig` into `out_dir`. `kill_after_steps` (tests): raise `SimulatedKill` after that
+    many optimizer steps in this process, imitating a kill at that moment."""
+
+    def __init__(self, cfg: RunConfig, out_dir: str | Path, resume: bool = False, accelerator: Any = None,
+                 kill_after_steps: int | None = None, kill_after_stages: int | None = None):
+        self.cfg = cfg
+        self.out = Path(out_dir)
+        self.resume = resume
+        self.train_cfg: TrainConfig = parse_section(TrainConfig, cfg.train, "train")
+        self.data_cfg: DataConfig = parse_section(DataConfig, cfg.data, "data")
+        self.eval_cfg: EvalConfig = parse_section(EvalConfig, cfg.eval, "eval")
+        self.stage_cfgs = [stage_train_config(self.train_cfg, s.train, f"stages[{i}].train")
+                           for i, s in enumerate(cfg.stages)]
+        self.base_cfg = stage_train_config(self.train_cfg, self.train_cfg.base, "train.base")
+        self.data = RunData(cfg, self.data_cfg)
+        self.base_modalities = self._base_modalities()
+        stage_mods = [s.modality.name for s in cfg.stages]
+        self.columns = list(self.eval_cfg.modalities or [*self.base_modalities, *stage_mods])
+        self.learned_at = [0 if m in self.base_modalities else (stage_mods.index(m) + 1 if m in stage_mods else None)
+                           for m in self.columns]
+        self.accelerator = accelerator
+        self._kill_after_steps = kill_after_steps
+        self._kill_after_stages = kill_after_stages
+        self._steps_done = self._stages_done = 0
+        self.model: Any = None
+        self.progress: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------------------------------
+    # checks before any training
+
+    def _base_modalities(self) -> list[str]:
+        if self.data_cfg.base_modalities is not None:
+            return list(self.data_cfg.base_modalities)
+        names = ["text"] if self.data.has("text", "train") else []
+        return names + [m.name for m in self.cfg.model.base_modalities]
+
+    def preflight(self) -> None:
+        """Fail before training on an unknown method or setting, a modality without data, or media
+        that do not fit the encoders (checked on the meta device: no weights)."""
+        from .methods import get_method
+        from .model import XModalLM
+
+        for i, st in enumerate(self.cfg.stages):
+            try:
+                get_method(st.method).check_settings(dict(st.settings))
+            except ValueError as err:
+                key = "method" if "unknown method" in str(err) else "settings"
+                raise ConfigError(f"config key 'stages[{i}].{key}': {err}") from None
+        if self.cfg.base_train is not None:
+            for m in self.base_modalities:
+                self.data.train(m)  # raises ConfigError naming data.train when missing
+        for st in self.cfg.stages:
+            self.data.train(st.modality.name)
+        model = XModalLM.build(self.cfg.model, device="meta")
+        for m in self.base_modalities:
+            self._check_shape(model, m, "model.base_modalities")
+        model.end_stage()
+        for i, st in enumerate(self.cfg.stages):
+            try:
+                model.add_modality(st.modality, method=st.method, settings=st.settings)
+            except (ValueError, KeyError) as err:
+                raise ConfigError(f"config key 'stages[{i}].modality': {err}") from None
+            self._check_shape(model, st.modality.name, f"stages[{i}].modality")
+            record = model.stages[-1]
+            while record is not None:
+                model.end_stage()
+                record = model.next_phase()
+
+    def _check_shape(self, model: Any, modality: str, where: str) -> None:
+        if modality == "text" or not self.data.has(modality, "train"):
+            return
+        item = self.data.train(modality)[0]
+        if item["media"] is None:
+            return
+        try:
+            model.encode(modality, item["media"].unsqueeze(0))
+        except NotImplementedError:  # an op without a meta kernel: the real run will tell
+            return
+        except (ValueError, RuntimeError) as err:
+            if "meta" in str(err):  # data-dependent ops cannot run without weights: the real run checks
+                return
+            raise ConfigError(f"config key '{where}' ({modality}): media of shape {list(item['media'].shape)} "
+                              f"from the loader do not fit the model: {err}") from None
+
+    # ------------------------------------------------------------------------------------------
+    # progress file
+
+    def _save_progress(self) -> None:
+        if self.accelerator.is_main_process:
+            atomic_write_bytes(self.out / PROGRESS, json.dumps(self.progress, indent=1).encode())
+
+    def _load_progress(self) -> None:
+        path = self.out / PROGRESS
+        fresh = {"name": self.cfg.name, "method": method_label(self.cfg), "seed": self.cfg.seed,
+                 "config": to_dict(self.cfg), "columns": self.columns, "learned_at": self.learned_at,
+                 "rows": {}, "train_seconds": {}, "trainable_params": {}, "losses": {}, "total_params": None}
+        if path.exists() and self.resume:
+            self.progress = {**fresh, **json.loads(path.read_text())}
+        else:
+            self.progress = fresh
+
+    def _finished_stages(self) -> list[str]:
+        manifest = self.out / CHECKPOINT / "manifest.json"
+        if not (self.resume and manifest.exists()):
+            return []
+        return [s["name"] for s in json.loads(manifest.read_text())["stages"] if s.get("file")]
+
+    # ------------------------------------------------------------------------------------------
+    # the loop
+
+    def _make_accelerator(self) -> Any:
+        from accelerate import Accelerator
+        from accelerate.utils import DistributedDataParallelKwargs
+
+        cpu = self.train_cfg.cpu or not torch.cuda.is_available()
+        kwargs: dict[str, Any] = {}
+        if self.train_cfg.log_with:
+            import importlib.util
+
+            pkg = {"tensorboard": "tensorboard", "wandb": "wandb"}[self.train_cfg.log_with]
+            if importlib.util.find_spec(pkg) is None and importlib.util.find_spec("tensorboardX") is None:
+                logger.warning("train.log_with=%s but %s is not installed: not logging there", pkg, pkg)
+            else:
+                kwargs = {"log_with": self.train_cfg.log_with, "project_dir": str(self.out / "trackers")}
+        # frozen paths of other modalities never get gradients: DDP must not wait for them
+        ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+        return Accelerator(cpu=cpu, mixed_precision="no" if cpu else self.train_cfg.mixed_precision,
+                           kwargs_handlers=[ddp], **kwargs)
+
+    def run(self) -> dict[str, Any]:
+        """Train every stage not yet finished; returns the method's report entry."""
+        from .model import XModalLM
+
+        if not self.resume and (self.out / CHECKPOINT / "manifest.json").exists():
+            raise ConfigError(f"{self.out} already holds a run: pass --resume to continue it, or use another --out")
+        self.preflight()
+        if self.accelerator is None:
+            self.accelerator = self._make_accelerator()
+        acc = self.accelerator
+        if acc.device.type == "cpu":
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        self.out.mkdir(parents=True, exist_ok=True)
+        handler = self._attach_log_file()
+        try:
+            if self.train_cfg.log_with and getattr(acc, "log_with", None):
+                acc.init_trackers(self.cfg.name, config={k: v for k, v in vars(self.train_cfg).items()
+                                                          if isinstance(v, (int, float, str, bool))})
+            self._load_progress()
+            finished = self._finished_stages()
+            if finished:
+                logger.info("resuming: finished stages %s", ", ".join(finished))
+                self.model = XModalLM.from_pretrained(self.out / CHECKPOINT, device=acc.device)
+            else:
+                _seed_everything(self.cfg.seed, 0)
+                self.model = XModalLM.build(self.cfg.model, device=acc.device)
+            self._run_base(finished)
+            for i, st in enumerate(self.cfg.stages):
+                self._run_stage(i, st, finished)
+            self.progress["total_params"] = count_params(self.model)
+            self._save_progress()
+            if self.train_cfg.log_with and getattr(acc, "log_with", None):
+                acc.end_training()
+        finally:
+            if handler is not None:
+                logging.getLogger("modweave").removeHandler(handler)
+                handler.close()
+        result = method_entry(self.progress)
+        if acc.is_main_process:
+            from .report import write_report
+
+            write_report(self.out, build_report(self.progress, {self.progress["method"]: result}),
+                         {self.progress["method"]: self.progress["losses"]})
+        acc.wait_for_everyone()
+        return result
+
+    def _attach_log_file(self) -> logging.Handler | None:
+        if not self.accelerator.is_main_process:
+            return None
+        handler = logging.FileHandler(self.out / "train.log")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root = logging.getLogger("modweave")
+        root.addHandler(handler)
+        if root.getEffectiveLevel() > logging.INFO:
+            root.setLevel(logging.INFO)
+        return handler
+
+    def _train(self, name: str, items: Any, cfg: TrainConfig, seed_parts: tuple[int, ...]) -> None:
+        _seed_everything(*seed_parts, 1)
+        out = train_phase(model=self.model, accelerator=self.accelerator, stage=name, items=items, cfg=cfg,
+                          seed=hash_seed(seed_parts), out_dir=self.out, resume=self.resume,
+                          on_step=self._on_step, log_fn=self._log_fn())
+        self.progress["train_seconds"][name] = round(out["seconds"], 3)
+        self.progress["trainable_params"][name] = out["trainable_params"]
+        self.progress["losses"][name] = out["losses"]
+        self._save_progress()
+
+    def _log_fn(self) -> Any:
+        acc = self.accelerator
+        if not (self.train_cfg.log_with and getattr(acc, "log_with", None)):
+            return None
+        return lambda values, step: acc.log(values, step=step)
+
+    def _on_step(self) -> None:
+        self._steps_done += 1
+        if self._kill_after_steps is not None and self._steps_done >= self._kill_after_steps:
+            raise SimulatedKill(f"simulated kill after {self._steps_done} steps")
+
+    def _end_stage(self, name: str, heldout: list | None) -> None:
+        acc = self.accelerator
+        save = self.out / CHECKPOINT if acc.is_main_process else None
+        self.model.end_stage(save_dir=save, data=heldout)
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            clear_stage(self.out, name)
+        self._stages_done += 1
+        if self._kill_after_stages is not None and self._stages_done >= self._kill_after_stages:
+            raise SimulatedKill(f"simulated kill after {self._stages_done} stages")
+
+    def _run_base(self, finished: list[str]) -> None:
+        if "base" in finished:
+            self._evaluate_row("base")
+            return
+        if self.cfg.base_train is not None:
+            self.model.set_base_trainable(**self.cfg.base_train)
+            items = ConcatItems([self.data.train(m) for m in self.base_modalities])
+            self._train("base", items, self.base_cfg, (self.cfg.seed, 0))
+        else:
+            self.progress["trainable_params"]["base"] = 0
+            self.progress["train_seconds"]["base"] = 0.0
+        self._end_stage("base", None)
+        self._evaluate_row("base")
+
+    def _run_stage(self, index: int, st: Any, finished: list[str]) -> None:
+        from .methods import get_method
+
+        impl = get_method(st.method)
+        m = st.modality.name
+        names = [m if len(impl.phases) == 1 else f"{m}:{p}" for p in impl.phases]
+        done = [n for n in names if n in finished]
+        if len(done) == len(names):
+            self._evaluate_row(m)
+            return
+        if not done:
+            _seed_everything(self.cfg.seed, index + 1, 0)
+            self.model.add_modality(st.modality, method=st.method, settings=st.settings)
+        else:
+            self.model.next_phase()
+        heldout = list(batches(self.data.heldout(m), self.model.collator(train=True), self.train_cfg.batch_size))
+        for p_index in range(len(done), len(names)):
+            name = names[p_index]
+            assert self.model.stages[-1].name == name, (self.model.stages[-1].name, name)
+            self._train(name, self.data.train(m), self.stage_cfgs[index], (self.cfg.seed, index + 1, p_index))
+            self._end_stage(name, heldout or None)
+            if p_index + 1 < len(names):
+                self.model.next_phase()
+        self._evaluate_row(m)
+
+    def _evaluate_row(self, row: str) -> None:
+        if row in self.progress["rows"] or not self.eval_cfg.enabled:
+            return
+        from .evaluate import accuracy_row
+
+        acc = self.accelerator
+        if acc.is_main_process:
+            datasets = {m: self.data.test(m) for m in self.columns if self.data.has(m, "test")}
+            t0 = time.perf_counter()
+            values, details = accuracy_row(self.model, datasets, self.columns, batch_size=self.eval_cfg.batch_size,
+                                           max_new_tokens=self.eval_cfg.max_new_tokens,
+                                           num_beams=self.eval_cfg.num_beams, qa_mode=self.eval_cfg.qa_mode)
+            logger.info("after %s: %s (%.1f s)", row, ", ".join(
+                f"{m}={'-' if v is None else f'{v:.3f}'}" for m, v in zip(self.columns, values)), time.perf_counter() - t0)
+            self.progress["rows"][row] = {"acc": values,
+                                          "tasks": {m: d["tasks"] for m, d in details.items() if d}}
+            self._save_progress()
+        acc.wait_for_everyone()
+
+
+def hash_seed(parts: tuple[int, ...]) -> int:
+    seed = 0
+    for p in parts:
+        seed = (seed * 1_000_003 + int(p)) % (2**31 - 1)
+    return seed
+
+
+def method_entry(progress: dict[str, Any]) -> dict[str, Any]:
+    """A method's report entry (spec schema) from a run's progress data."""
+    from .metrics import continual_metrics
+
+    rows = [r for r in ["base", *[c for c in _stage_rows(progress)]] if r in progress["rows"]]
+    matrix = [progress["rows"][r]["acc"] for r in rows]
+    learned = [None if (lj is None or lj >= len(matrix)) else lj for lj in progress["learned_at"]]
+    metrics = continual_metrics(matrix, learned, progress["columns"]) if matrix else {}
+    return {
+        "acc_matrix": matrix,
+        "avg_acc": metrics.get("avg_acc"),
+        "plasticity": metrics.get("plasticity"),
+        "forgetting": metrics.get("forgetting"),
+        "bwt": metrics.get("bwt"),
+        "trainable_params": dict(progress["trainable_params"]),
+        "total_params": progress["total_params"],
+        "train_seconds": dict(progress["train_seconds"]),
+        "stages": rows,
+        "plasticity_per_modality": metrics.get("plasticity_per_modality"),
+    }
+
+
+def _stage_rows(progress: dict[str, Any]) -> list[str]:
+    stages = progress.get("config", {}).get("stages", [])
+    return [s["modality"]["name"] for s in stages]
+
+
+def build_report(progress: dict[str, Any], methods: dict[str, Any]) -> dict[str, Any]:
+    data = progress.get("config", {}).get("data", {}) or {}
+    benchmark = "mcl-digits" if data.get("digits") is not None else progress.get("name", "run")
+    meta = Path(data["root"]) / "meta.json" if data.get("root") else None
+    if meta is not None and meta.exists():
+        benchmark = json.loads(meta.read_text()).get("benchmark", benchmark)
+    return {"benchmark": benchmark, "modalities": progress["columns"], "seed": progress["seed"], "methods": methods}
+
+
+def run_training(cfg: RunConfig, out_dir: str | Path, resume: bool = False, **kwargs: Any) -> dict[str, Any]:
+    """Train `cfg` into `out_dir` (see `ContinualTrainer`); returns the method's report entry."""
+    return ContinualTrainer(cfg, out_dir, resume=resume, **kwargs).run()

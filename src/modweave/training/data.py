@@ -1,0 +1,165 @@
+"""Training and evaluation data for a run: records per modality, cached datasets, a seeded batch order.
+
+The batch order is a pure function of (seed, stage, micro-batch number), so a resumed run sees exactly
+the batches an uninterrupted one would, and each process of a distributed run takes its own shard.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..config import ConfigError, RunConfig
+from .config import DataConfig
+
+logger = logging.getLogger(__name__)
+
+
+class CachedDataset:
+    """A `MediaDataset` whose items are kept in memory after the first load (`cache=True`)."""
+
+    def __init__(self, dataset: Any, cache: bool = True):
+        self.dataset = dataset
+        self.cache: dict[int, dict] | None = {} if cache else None
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        if self.cache is None:
+            return self.dataset[i]
+        if i not in self.cache:
+            self.cache[i] = self.dataset[i]
+        return self.cache[i]
+
+
+def loader_settings(cfg: RunConfig, data: DataConfig) -> dict[str, dict[str, Any]]:
+    """Loader settings per modality: the path spec's `loader`, then `data.loader` on top."""
+    out: dict[str, dict[str, Any]] = {}
+    for spec in [*cfg.model.base_modalities, *(s.modality for s in cfg.stages)]:
+        out[spec.name] = dict(spec.loader)
+    for name, extra in (data.loader or {}).items():
+        out[name] = {**out.get(name, {}), **dict(extra)}
+    return out
+
+
+class RunData:
+    """The run's datasets: `train(m)` (training records minus the held-out tail), `heldout(m)`, `test(m)`."""
+
+    def __init__(self, cfg: RunConfig, data: DataConfig):
+        if data.root is None:
+            raise ConfigError("config key 'data.root' is missing: the folder holding <modality>_train.jsonl files")
+        self.cfg, self.data = cfg, data
+        self.root = Path(data.root)
+        if data.digits is not None and not (self.root / "meta.json").exists():
+            from ..data.digits import write_digits
+
+            logger.info("writing MCL-Digits into %s", self.root)
+            write_digits(self.root, **{"progress": False, "overwrite": True, **data.digits})
+        self.settings = loader_settings(cfg, data)
+        self._cache: dict[tuple[str, str], CachedDataset] = {}
+
+    def file(self, modality: str, split: str) -> Path:
+        pattern = self.data.train if split == "train" else self.data.test
+        return self.root / pattern.format(modality=modality)
+
+    def has(self, modality: str, split: str) -> bool:
+        return self.file(modality, split).is_file()
+
+    def _records(self, modality: str, split: str) -> list:
+        from ..data.dataset import read_records
+
+        path = self.file(modality, split)
+        if not path.is_file():
+            raise ConfigError(f"config key 'data.{split}': no {split} data for modality '{modality}' ({path} not found)")
+        records = [r for r in read_records(path) if r.modality == modality]
+        limit = self.data.max_train if split == "train" else self.data.max_test
+        return records[:limit] if limit is not None else records
+
+    def _dataset(self, modality: str, part: str) -> CachedDataset:
+        key = (modality, part)
+        if key not in self._cache:
+            from ..data.dataset import MediaDataset
+
+            if part == "test":
+                records = self._records(modality, "test")
+            else:
+                records = self._records(modality, "train")
+                n_held = min(self.data.heldout, max(len(records) - 1, 0))
+                records = records[: len(records) - n_held] if part == "train" else records[len(records) - n_held:]
+            try:
+                ds = MediaDataset(records, self.root, {modality: self.settings.get(modality, {})})
+            except TypeError as err:
+                raise ConfigError(f"config key 'data.loader.{modality}' (or the path spec's loader): {err}") from None
+            self._cache[key] = CachedDataset(ds, self.data.cache)
+        return self._cache[key]
+
+    def train(self, modality: str) -> CachedDataset:
+        return self._dataset(modality, "train")
+
+    def heldout(self, modality: str) -> CachedDataset:
+        return self._dataset(modality, "heldout")
+
+    def test(self, modality: str) -> CachedDataset:
+        return self._dataset(modality, "test")
+
+
+class ConcatItems:
+    """Several datasets seen as one list of items (the base stage mixes its modalities)."""
+
+    def __init__(self, parts: Sequence[Any]):
+        self.parts = list(parts)
+        self.offsets = []
+        total = 0
+        for p in self.parts:
+            self.offsets.append(total)
+            total += len(p)
+        self.total = total
+
+    def __len__(self) -> int:
+        return self.total
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        for part, off in zip(reversed(self.parts), reversed(self.offsets)):
+            if i >= off:
+                return part[i - off]
+        raise IndexError(i)
+
+
+class BatchOrder:
+    """Micro-batch `k` of a stage: a slice of a per-epoch permutation seeded by (seed, epoch).
+
+    Items are grouped by modality inside a batch only through the data itself; a mixed base batch is
+    fine because the model encodes each modality group separately. Each of `world` processes takes
+    its own `batch_size` slice of a `world * batch_size` global batch."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1):
+        if n == 0:
+            raise ValueError("no training samples")
+        self.n, self.bs, self.seed, self.rank, self.world = n, batch_size, seed, rank, world
+        self._perm: tuple[int, torch.Tensor] | None = None
+
+    def _permutation(self, epoch: int) -> torch.Tensor:
+        if self._perm is None or self._perm[0] != epoch:
+            g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+            self._perm = (epoch, torch.randperm(self.n, generator=g))
+        return self._perm[1]
+
+    def indices(self, k: int) -> list[int]:
+        global_bs = self.bs * self.world
+        start = (k * global_bs + self.rank * self.bs)
+        out = []
+        for pos in range(start, start + self.bs):
+            epoch, i = divmod(pos, self.n)
+            out.append(int(self._permutation(epoch)[i]))
+        return out
+
+
+def batches(items: Any, collate: Any, batch_size: int) -> Iterator[dict[str, Any]]:
+    """Consecutive batches of a dataset in order (evaluation, held-out data)."""
+    for start in range(0, len(items), batch_size):
+        yield collate([items[i] for i in range(start, min(start + batch_size, len(items)))])

@@ -1,0 +1,135 @@
+"""One stage phase of training: AdamW + warm-up/cosine over the model's trainable parameters.
+
+Method-agnostic: it trains whatever `requires_grad` says. Supports gradient accumulation, mixed
+precision and several processes through accelerate, in-stage checkpoints and exact resume.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from ..utils import count_params
+from .config import TrainConfig
+from .data import BatchOrder
+from .optim import build_optimizer
+from .state import latest_trainer_state, load_trainer_state, save_trainer_state
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. a non-finite loss); the message names the stage and step."""
+
+
+class SimulatedKill(BaseException):
+    """Raised by the test hook `kill_after_steps` to imitate a killed process (not an Exception)."""
+
+
+def _gradient_checkpointing(model: Any, on: bool) -> None:
+    for module in (model.llm, *model.connectors.values()):
+        inner = getattr(module, "qformer", module)
+        fn = getattr(inner, "gradient_checkpointing_enable" if on else "gradient_checkpointing_disable", None)
+        if fn is not None:
+            try:
+                fn(**({"gradient_checkpointing_kwargs": {"use_reentrant": False}} if on else {}))
+            except (ValueError, TypeError) as err:  # a module without checkpointing support
+                logger.debug("gradient checkpointing not available for %s: %s", type(inner).__name__, err)
+
+
+def train_phase(*, model: Any, accelerator: Any, stage: str, items: Any, cfg: TrainConfig, seed: int,
+                out_dir: Path, resume: bool, on_step: Callable[[], None] | None = None,
+                log_fn: Callable[[dict, int], None] | None = None) -> dict[str, Any]:
+    """Train the model's trainable parameters for `cfg.steps` optimizer steps on `items`.
+
+    Returns `{"losses": [[step, loss], ...], "seconds", "trainable_params", "samples"}`. `on_step` runs
+    after each step (and its checkpoint): the test hook that simulates a kill."""
+    trainable = count_params(model, trainable_only=True)
+    if trainable == 0 or cfg.steps == 0:
+        logger.info("stage %s: nothing to train (%d trainable parameters, %d steps)", stage, trainable, cfg.steps)
+        return {"losses": [], "seconds": 0.0, "trainable_params": trainable, "samples": 0}
+    optimizer, scheduler = build_optimizer(model, cfg)
+    collate = model.collator(train=True)
+    order = BatchOrder(len(items), cfg.batch_size, seed, accelerator.process_index, accelerator.num_processes)
+    if cfg.gradient_checkpointing:
+        _gradient_checkpointing(model, True)
+    model.train()
+    wrapped, optimizer = accelerator.prepare(model, optimizer)
+    start, losses = 0, []
+    ckpt = latest_trainer_state(out_dir, stage) if resume else None
+    if ckpt is not None:
+        state = load_trainer_state(ckpt, model, optimizer, scheduler)
+        start, losses = state["step"], state["losses"]
+        logger.info("stage %s: resumed from %s (step %d)", stage, ckpt, start)
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=cfg.steps, initial=start, desc=f"train {stage}", unit="step", dynamic_ncols=True,
+               disable=not (cfg.progress and accelerator.is_main_process))
+    t0, samples = time.perf_counter(), 0
+    try:
+        for step in range(start, cfg.steps):
+            step_loss = torch.zeros((), device=accelerator.device)
+            for micro in range(cfg.grad_accum):
+                batch = collate([items[i] for i in order.indices(step * cfg.grad_accum + micro)])
+                sync = micro == cfg.grad_accum - 1
+                ctx = accelerator.no_sync(wrapped) if not sync and accelerator.num_processes > 1 else _null()
+                with ctx:
+                    loss = wrapped(batch).loss / cfg.grad_accum
+                    # every process sees the mean loss, so a non-finite one stops all of them together
+                    seen = accelerator.reduce(loss.detach().clone(), reduction="mean")
+                    if not torch.isfinite(seen):
+                        raise TrainingError(
+                            f"stage '{stage}' step {step + 1}: loss is {seen.item()}; training stopped. The last "
+                            f"good checkpoint is kept in {out_dir} (lower train.lr or check the data)")
+                    accelerator.backward(loss)
+                step_loss += seen
+                samples += len(batch["ids"]) * accelerator.num_processes
+            if cfg.max_grad_norm is not None:
+                accelerator.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            value = float(step_loss)
+            losses.append([step + 1, value])
+            elapsed = time.perf_counter() - t0
+            bar.update(1)
+            bar.set_postfix(loss=f"{value:.4f}", samples_s=f"{samples / max(elapsed, 1e-9):.1f}")
+            if cfg.log_every and ((step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps):
+                logger.info("stage %s step %d/%d loss %.4f lr %.2e", stage, step + 1, cfg.steps, value,
+                            scheduler.get_last_lr()[0])
+            if log_fn is not None:
+                log_fn({f"loss/{stage}": value, f"lr/{stage}": scheduler.get_last_lr()[0]}, step + 1)
+            if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
+                if not all(torch.isfinite(p).all() for p in model.parameters() if p.requires_grad):
+                    raise TrainingError(f"stage '{stage}' step {step + 1}: parameters became non-finite; "
+                                        f"the last good checkpoint in {out_dir} is kept")
+                if accelerator.is_main_process:
+                    save_trainer_state(out_dir, stage, step + 1, model, optimizer, scheduler, losses)
+                accelerator.wait_for_everyone()
+            if on_step is not None:
+                on_step()
+    finally:
+        bar.close()
+        if cfg.gradient_checkpointing:
+            _gradient_checkpointing(model, False)
+        # undo accelerate's autocast wrapper on forward (mixed precision) and drop this phase's references
+        accelerator.unwrap_model(wrapped, keep_fp32_wrapper=False)
+        accelerator.free_memory()
+    seconds = time.perf_counter() - t0
+    if losses and not math.isfinite(losses[-1][1]):
+        raise TrainingError(f"stage '{stage}': final loss is not finite")
+    return {"losses": losses, "seconds": seconds, "trainable_params": trainable, "samples": samples}
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
