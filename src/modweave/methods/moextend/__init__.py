@@ -1,0 +1,172 @@
+"""MoExtend (ACL 2024 SRW, arXiv 2408.03511): new experts in a frozen pretrained MoE LLM, per modality.
+
+One continual step = three phases (one stage each, `<modality>:<phase>`):
+- `align`: a new projector (`MLPProjector d_enc -> d_llm`, or a Q-Former copy) and the path's input
+  layers train; everything else is frozen.
+- `extender`: ALL layers' original routers (`gate.weight`) train. `end_phase` measures expert usage on
+  held-out batches under the tuned and the original routers, selects the layers to extend and the donor
+  experts, and restores the original routers bit for bit (the tuned ones are thrown away).
+- `finetune`: each selected layer gets `num_new_experts` new experts (donor copies), router rows and a
+  calibration module; those and the projector train.
+
+Settings: `num_new_experts` (1), `routing` (`open`: every token may use every expert, the paper;
+`modality`: this step's experts only in rows of this modality, other rows bit-identical), `donor`
+(`most_used` | `most_increased`), `layer_fraction` (0.5) or `num_layers`, or an explicit `layers` list
+(skips selection; `donors` `{layer: [experts]}` may go with it), `connector` (`mlp` | `qformer`),
+`projector_hidden` / `projector_layers`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from .. import Method, register_method
+from ...config import ModalitySpec
+from ...connectors import MLPProjector
+from . import encoders  # noqa: F401  (registers the CLIP vision encoder kind)
+from .block import Calibration, ExpertExtension, ExtendedMoeBlock
+from .inject import extend_layer, extended_blocks, moe_blocks
+from .select import expert_usage, layer_scores, pick_donors, select_layers
+
+if TYPE_CHECKING:
+    from ...model import XModalLM
+
+__all__ = ["MoExtend", "ExtendedMoeBlock", "ExpertExtension", "Calibration", "expert_usage", "layer_scores",
+           "pick_donors", "select_layers", "moe_blocks", "extend_layer", "extended_blocks", "original_routers"]
+
+logger = logging.getLogger(__name__)
+
+ROUTING = ("open", "modality")
+
+
+def original_routers(model: "XModalLM") -> dict[int, nn.Parameter]:
+    """`{layer: gate.weight}`: every MoE layer's original router weight."""
+    return {layer: blk.gate.weight for layer, (_, _, blk) in moe_blocks(model.llm).items()}
+
+
+def _aux_loss(model: "XModalLM"):
+    """Mean over extended layers of their load-balancing loss (E + n experts each) in training forwards."""
+    def fn() -> torch.Tensor | None:
+        losses = [loss for blk in extended_blocks(model.llm) if (loss := blk.load_balancing_loss()) is not None]
+        return torch.stack(losses).mean() if losses else None
+    fn._moextend = True  # type: ignore[attr-defined]
+    return fn
+
+
+@register_method
+class MoExtend(Method):
+    name = "moextend"
+    phases = ("align", "extender", "finetune")
+    defaults = {"num_new_experts": 1, "routing": "open", "donor": "most_used", "layer_fraction": 0.5,
+                "num_layers": None, "layers": None, "donors": None, "connector": "mlp",
+                "projector_hidden": None, "projector_layers": 2, "calibration_hidden": 16}
+
+    def check_settings(self, settings: dict[str, Any]) -> dict[str, Any]:
+        s = super().check_settings(settings)
+        if s["routing"] not in ROUTING:
+            raise ValueError(f"moextend: routing '{s['routing']}' unknown (known: {', '.join(ROUTING)})")
+        if s["connector"] not in ("mlp", "qformer"):
+            raise ValueError(f"moextend: connector '{s['connector']}' unknown (known: mlp, qformer)")
+        if int(s["num_new_experts"]) < 1:
+            raise ValueError("moextend: num_new_experts must be at least 1")
+        return s
+
+    # ------------------------------------------------------------------------------------------
+
+    def add_modality(self, model: "XModalLM", spec: ModalitySpec, settings: dict[str, Any]) -> None:
+        if not moe_blocks(model.llm):
+            raise ValueError("moextend needs a sparse-MoE LLM (router `gate` + fused `experts`)")
+        if settings["connector"] == "qformer":
+            model.connectors[spec.name] = copy.deepcopy(model.connectors[model.base_connector_name])
+            model.new_path(spec, connector=spec.name)
+            return
+        enc_name, enc = model.get_encoder(spec)  # built first: the projector's input width is its width
+        with torch.device(model._param_device()):
+            model.connectors[spec.name] = MLPProjector(enc.output_width, model.llm_width,
+                                                       settings["projector_hidden"], settings["projector_layers"])
+        model.new_path(dataclasses.replace(spec, encoder=enc_name), connector=spec.name, input_norm=False)
+
+    def trainable(self, model: "XModalLM", modality: str, phase: str,
+                  settings: dict[str, Any]) -> Iterable[nn.Parameter]:
+        if phase == "extender":
+            return list(original_routers(model).values())
+        params = list(model.connectors[modality].parameters()) + list(model.paths[modality].parameters())
+        if phase == "finetune":
+            for blk in extended_blocks(model.llm):
+                for ext in blk.extensions:
+                    if ext.step == modality:
+                        params += list(ext.parameters())
+        return params
+
+    def start_phase(self, model: "XModalLM", modality: str, phase: str, settings: dict[str, Any],
+                    state: dict[str, Any]) -> None:
+        if phase == "extender":  # the tuned routers are thrown away in end_phase
+            model._moextend_router_snapshot = {k: w.detach().clone() for k, w in original_routers(model).items()}
+        elif phase == "finetune":
+            self._extend(model, modality, settings, state)
+
+    def end_phase(self, model: "XModalLM", modality: str, phase: str, settings: dict[str, Any],
+                  data: Iterable[dict] | None = None) -> dict[str, Any]:
+        if phase != "extender":
+            return {}
+        batches = list(data) if data is not None else None
+        usage_tuned = expert_usage(model, batches) if batches else None
+        self._restore_routers(model)
+        usage_orig = expert_usage(model, batches) if batches else None
+        n_new = int(settings["num_new_experts"])
+        if usage_orig is not None:
+            layers, donors, scores = select_layers(usage_orig, usage_tuned, settings["layer_fraction"],
+                                                   settings["num_layers"], n_new, settings["donor"])
+            if settings["layers"] is not None:  # explicit layers: no selection, donors still measured
+                layers = sorted(int(x) for x in settings["layers"])
+                donors = {x: pick_donors(usage_orig[x], usage_tuned[x], n_new, settings["donor"]) for x in layers}
+            state = {"scores": [scores[x] for x in sorted(scores)],
+                     "usage_orig": [usage_orig[x].tolist() for x in sorted(usage_orig)],
+                     "usage_tuned": [usage_tuned[x].tolist() for x in sorted(usage_tuned)],
+                     "moe_layers": sorted(scores)}
+        else:
+            if settings["layers"] is None:
+                raise ValueError("moextend extender phase: held-out data (end_stage(data=...)) is needed to "
+                                 "select layers, or give the layers in settings['layers']")
+            layers = sorted(int(x) for x in settings["layers"])
+            given = {int(k): list(v) for k, v in (settings["donors"] or {}).items()}
+            donors = {x: given.get(x, list(range(n_new))) for x in layers}
+            if not settings["donors"]:
+                logger.warning("moextend: no held-out data and no settings['donors']: donors are experts 0..%d",
+                               n_new - 1)
+            state = {"scores": None, "usage_orig": None, "usage_tuned": None}
+        logger.info("moextend %s: extending layers %s (donors %s)", modality, layers, donors)
+        return {"layers": layers, "donors": {str(k): v for k, v in donors.items()}, **state}
+
+    # ------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _restore_routers(model: "XModalLM") -> None:
+        snapshot = getattr(model, "_moextend_router_snapshot", None)
+        if snapshot is None:
+            raise RuntimeError("moextend: no router snapshot (extender phase not started)")
+        with torch.no_grad():
+            for layer, weight in original_routers(model).items():
+                weight.copy_(snapshot[layer])
+        del model._moextend_router_snapshot
+
+    @staticmethod
+    def _extend(model: "XModalLM", modality: str, settings: dict[str, Any], state: dict[str, Any]) -> None:
+        """Build this step's experts from the recorded state (also how a checkpoint is rebuilt)."""
+        if "layers" not in state:
+            raise RuntimeError(f"moextend {modality}: the extender phase recorded no layers")
+        exclusive = settings["routing"] == "modality"
+        for layer in state["layers"]:
+            donors = [int(d) for d in state["donors"][str(layer)]]
+            block = extend_layer(model.llm, int(layer), context=model.context)
+            block.add_extension(donors, modality, exclusive, int(settings["calibration_hidden"]))
+        model.builtin_router_loss = False  # the built-in aux loss assumes one expert count per layer
+        if not any(getattr(fn, "_moextend", False) for fn in model.aux_loss_fns):
+            model.aux_loss_fns.append(_aux_loss(model))

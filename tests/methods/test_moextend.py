@@ -1,0 +1,208 @@
+"""MoExtend on tiny MoE LLMs of two transformers families (Mixtral; Qwen3-MoE via a JSON architecture)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from modweave.config import EncoderConfig, LLMConfig, ModalitySpec, ModelConfig, PromptConfig, TokenizerConfig
+from modweave.methods import get_method
+from modweave.methods.moextend import (Calibration, ExtendedMoeBlock, expert_usage, extend_layer, moe_blocks,
+                                       original_routers, select_layers)
+from modweave.model import XModalLM
+
+CORPUS = ["question : what digit is shown ? answer : zero one two three four five six seven eight nine image : audio :"]
+AUDIO = ModalitySpec(name="audio", encoder=EncoderConfig(kind="tiny-audio", width=16, options={"n_mels": 8, "patch_frames": 4}),
+                     cue=" audio: ")
+IMAGE = ModalitySpec(name="image", encoder=EncoderConfig(kind="tiny-image", width=24, options={"image_size": 8, "patch": 4}),
+                     cue=" image: ")
+MEDIA = {"audio": lambda g: torch.rand(8, 8, generator=g), "image": lambda g: torch.rand(3, 8, 8, generator=g),
+         "text": lambda g: None}
+
+
+def _qwen3_json(tmp_path) -> str:
+    arch = {"model_type": "qwen3_moe", "vocab_size": 64, "hidden_size": 32, "intermediate_size": 64,
+            "moe_intermediate_size": 48, "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2,
+            "head_dim": 8, "num_experts": 4, "num_experts_per_tok": 2, "norm_topk_prob": True,
+            "max_position_embeddings": 128, "router_aux_loss_coef": 0.01, "tie_word_embeddings": False}
+    path = tmp_path / "tiny-qwen3-moe.json"
+    path.write_text(json.dumps(arch))
+    return str(path)
+
+
+def build(family: str, tmp_path) -> XModalLM:
+    if family == "mixtral":
+        llm = LLMConfig(kind="tiny-mixtral", hidden_size=32, intermediate_size=48, num_layers=3, num_heads=4,
+                        num_kv_heads=2, num_experts=4, top_k=2, max_positions=128)
+    else:
+        llm = LLMConfig(kind="hf", name_or_path=_qwen3_json(tmp_path))
+    cfg = ModelConfig(llm=llm, tokenizer=TokenizerConfig(corpus=CORPUS), prompt=PromptConfig(template="{prompt}{media}"))
+    cfg.connector.kind, cfg.connector.encoder_width, cfg.connector.mlp_layers = "mlp", 8, 1
+    model = XModalLM.build(cfg)
+    model.end_stage()
+    return model
+
+
+def batch(model: XModalLM, modalities: list[str], seed: int = 0, train: bool = True) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    items = [{"id": f"{m}{i}", "modality": m, "media": MEDIA[m](g), "prompt": "what digit is shown ?",
+              "answer": ["one", "two seven", "nine"][i % 3]} for i, m in enumerate(modalities)]
+    return model.collator(train=train)(items)
+
+
+def run_step(model: XModalLM, spec: ModalitySpec, settings: dict, steps: int = 2, save_dir=None) -> None:
+    """All three phases of one step with a few AdamW steps each (held-out data for the extender)."""
+    model.add_modality(spec, method="moextend", settings=settings)
+    rows = [spec.name] * 3
+    while True:
+        params = list(model.trainable_parameters().values())
+        opt = torch.optim.AdamW(params, lr=1e-2)
+        model.train()
+        for i in range(steps):
+            opt.zero_grad()
+            model(batch(model, rows, seed=i)).loss.backward()
+            opt.step()
+        model.eval()
+        model.end_stage(save_dir, data=[batch(model, rows, seed=100)])
+        if model.next_phase() is None:
+            return
+
+
+def snapshot(model: XModalLM) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.llm.state_dict().items() if "extensions" not in k}
+
+
+FAMILIES = ["mixtral", "qwen3_moe"]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_extended_block_at_init_changes_only_donor_top1_tokens(family, tmp_path):
+    model = build(family, tmp_path)
+    x = torch.randn(3, 11, model.llm_width, generator=torch.Generator().manual_seed(0))
+    blocks = moe_blocks(model.llm)
+    before = {layer: blk(x) for layer, (_, _, blk) in blocks.items()}
+    logits = blocks[1][2].gate(x.reshape(-1, x.shape[-1]))[0]
+    donor = int(torch.softmax(logits.float(), -1).argmax(-1).mode().values)  # a donor that is often top-1
+    block = extend_layer(model.llm, 1, model.context)
+    assert isinstance(block, ExtendedMoeBlock) and isinstance(model.llm.model.layers[1].mlp, ExtendedMoeBlock)
+    block.add_extension([donor], "image", exclusive=False)
+    out = block(x).reshape(-1, x.shape[-1])
+    top1 = torch.softmax(logits.float(), -1).argmax(-1)
+    same = (out == before[1].reshape(-1, x.shape[-1])).all(-1)
+    assert torch.equal(same, top1 != donor)  # bit-identical exactly where the donor is not top-1
+    assert (~same).any()
+    for layer in (0, 2):  # non-extended layers untouched
+        assert torch.equal(blocks[layer][2](x), before[layer])
+    ext = block.extensions[0]
+    assert torch.equal(ext.gate_up_proj[0], block.experts.gate_up_proj[donor])
+    assert torch.equal(ext.router[0], block.gate.weight[donor])
+    assert ext.gate_up_proj.data_ptr() != block.experts.gate_up_proj.data_ptr()
+
+
+def test_calibration_starts_as_identity():
+    cal = Calibration(9)
+    p = torch.softmax(torch.randn(5, 9), -1)
+    assert torch.equal(cal(p), p)
+    assert sum(q.numel() for q in cal.parameters()) == 288
+    assert cal.w1.weight.std() > 0
+
+
+def test_select_layers_known_shift_picks_most_used_donor():
+    usage_orig = torch.full((4, 8), 1 / 8)
+    usage_tuned = usage_orig.clone()
+    usage_tuned[1] = torch.tensor([0.05, 0.05, 0.05, 0.40, 0.15, 0.10, 0.10, 0.10])  # strong shift, expert 3
+    usage_tuned[3] = torch.tensor([0.10, 0.20, 0.10, 0.10, 0.10, 0.10, 0.10, 0.20])  # weaker shift, 1 and 7 tie
+    usage_tuned[2] = usage_orig[2] + torch.tensor([0.01, -0.01, 0, 0, 0, 0, 0, 0])
+    layers, donors, scores = select_layers(usage_orig, usage_tuned, fraction=0.5, num_donors=2)
+    assert layers == [1, 3]
+    assert donors == {1: [3, 4], 3: [1, 7]}  # descending usage, ties to the lower index
+    assert scores[1] > scores[3] > scores[2] > scores[0] == 0.0
+    assert select_layers(usage_orig, usage_tuned, num_layers=1)[0] == [1]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_three_phases_trainable_sets_frozen_originals_and_restored_routers(family, tmp_path):
+    model = build(family, tmp_path)
+    frozen = snapshot(model)
+    routers = {k: w.clone() for k, w in original_routers(model).items()}
+    model.add_modality(IMAGE, method="moextend", settings={"layer_fraction": 0.34})
+    names = set(model.trainable_parameters())
+    assert names and all(n.startswith(("connectors.image.", "paths.image.")) for n in names)
+    model.end_stage()
+    model.next_phase()  # extender: all original routers, nothing else
+    assert set(model.trainable_parameters()) == {f"llm.model.layers.{i}.mlp.gate.weight" for i in range(3)}
+    opt = torch.optim.AdamW(model.trainable_parameters().values(), lr=0.5)
+    for i in range(2):
+        opt.zero_grad()
+        model(batch(model, ["image"] * 3, seed=i)).loss.backward()
+        opt.step()
+    assert not torch.equal(original_routers(model)[0], routers[0])
+    record = model.end_stage(data=[batch(model, ["image"] * 3, seed=9)])
+    for k, w in original_routers(model).items():
+        assert torch.equal(w, routers[k])  # tuned routers thrown away, bit for bit
+    st = record.state
+    assert len(st["layers"]) == 1 and len(st["scores"]) == 3 and len(st["usage_tuned"][0]) == 4
+    layer = st["layers"][0]
+    assert st["scores"][layer] == max(st["scores"])
+    assert st["donors"][str(layer)] == [max(range(4), key=lambda e: (st["usage_tuned"][layer][e], -e))]
+    assert sum(st["usage_orig"][0]) == pytest.approx(1.0)
+    model.next_phase()  # finetune: new experts, rows, calibration, projector
+    names = set(model.trainable_parameters())
+    prefix = f"llm.model.layers.{layer}.mlp.extensions.0."
+    assert {n for n in names if n.startswith("llm.")} == {prefix + s for s in (
+        "gate_up_proj", "down_proj", "router", "calibration.w1.weight", "calibration.w2.weight")}
+    assert model.builtin_router_loss is False
+    opt = torch.optim.AdamW(model.trainable_parameters().values(), lr=1e-2)
+    model.train()
+    for i in range(3):
+        opt.zero_grad()
+        out = model(batch(model, ["image", "text", "image"], seed=i))
+        assert out.aux_loss is not None and out.aux_loss > 0
+        out.loss.backward()
+        opt.step()
+    after = snapshot(model)
+    assert all(torch.equal(after[k], v) for k, v in frozen.items())  # every original tensor bit-identical
+    ext = model.llm.model.layers[layer].mlp.extensions[0]
+    assert ext.calibration.w2.weight.abs().sum() > 0
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_modality_routing_two_steps_keeps_earlier_outputs_and_reloads(family, tmp_path):
+    model = build(family, tmp_path)
+    model.eval()
+    text = batch(model, ["text", "text"], seed=5)
+    base_logits = model(text).logits
+    settings = {"routing": "modality", "num_layers": 2, "num_new_experts": 2}
+    run_step(model, IMAGE, settings, save_dir=tmp_path / "ck")
+    mixed = batch(model, ["image", "text", "image"], seed=6)
+    after_image = model(mixed).logits
+    assert torch.equal(model(text).logits, base_logits)
+    run_step(model, AUDIO, {**settings, "num_layers": 3}, save_dir=tmp_path / "ck")
+    assert len(model.llm.model.layers[0].mlp.extensions) + len(model.llm.model.layers[1].mlp.extensions) >= 3
+    assert torch.equal(model(text).logits, base_logits)  # text: the base model, bit for bit
+    assert torch.equal(model(mixed).logits, after_image)  # image and text rows: as after the image step
+    audio = batch(model, ["audio", "text"], seed=7)
+    full = model(audio).logits
+
+    reloaded = XModalLM.from_pretrained(tmp_path / "ck")
+    assert torch.equal(reloaded(audio).logits, full) and torch.equal(reloaded(mixed).logits, after_image)
+    earlier = XModalLM.from_pretrained(tmp_path / "ck", upto="image")
+    assert earlier.modalities == ["image"] and torch.equal(earlier(mixed).logits, after_image)
+    answers = reloaded.generate(batch(reloaded, ["audio", "text"], seed=8, train=False), max_new_tokens=2, num_beams=2)
+    assert len(answers) == 2
+
+
+def test_usage_counts_real_tokens_only(tmp_path):
+    model = build("mixtral", tmp_path)
+    model.add_modality(IMAGE, method="moextend")
+    usage = expert_usage(model, [batch(model, ["image", "text"], seed=1)])
+    assert set(usage) == {0, 1, 2} and all(abs(float(u.sum()) - 1) < 1e-6 for u in usage.values())
+
+
+def test_settings_are_checked():
+    with pytest.raises(ValueError, match="routing"):
+        get_method("moextend").check_settings({"routing": "sometimes"})
+    with pytest.raises(ValueError, match="unknown setting"):
+        get_method("moextend").check_settings({"experts": 2})
