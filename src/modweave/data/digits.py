@@ -10,6 +10,7 @@ so results do not depend on how work is split over processes.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import logging
 import os
@@ -206,7 +207,9 @@ def render_audio(d8, rng, cfg: DigitsConfig, root: Path, rel: str) -> tuple[str,
     phases = rng.uniform(0, 2 * np.pi, size=(8, 1))
     wave = (env * np.sin(2 * np.pi * freqs[:, None] * t + phases)).sum(0)
     wave = wave / (np.abs(wave).max() + 1e-6) * 0.8 + rng.normal(0, cfg.audio_noise, n)
-    sf.write(str(root / rel), np.clip(wave, -1, 1).astype(np.float32), cfg.sample_rate, subtype="PCM_16", format="WAV")
+    buf = io.BytesIO()  # soundfile's close() syncs the file to disk: ~10 ms a file; write the bytes ourselves
+    sf.write(buf, np.clip(wave, -1, 1).astype(np.float32), cfg.sample_rate, subtype="PCM_16", format="WAV")
+    (root / rel).write_bytes(buf.getvalue())
     return rel, word
 
 
@@ -245,8 +248,6 @@ def _rot(axis: int, deg: float) -> np.ndarray:
 
 def render_point_cloud(d8, rng, cfg: DigitsConfig, root: Path, rel: str) -> tuple[str, str]:
     """Sample the extruded digit's surface (faces by area), rotate, jitter, write a binary PLY."""
-    from ..modalities.ply import write_ply
-
     word = ROTATIONS[rng.integers(cfg.pc_rotations)]
     mask = _patch(d8, 16) > 0.35
     th = cfg.pc_thickness
@@ -269,7 +270,10 @@ def render_point_cloud(d8, rng, cfg: DigitsConfig, root: Path, rel: str) -> tupl
     angle = {"clockwise": -1, "counterclockwise": 1, "upright": 0}[word] * cfg.pc_rotation_deg + rng.uniform(-5, 5)
     rot = _rot(0, rng.uniform(-1, 1) * cfg.pc_tilt_deg) @ _rot(1, rng.uniform(-1, 1) * cfg.pc_tilt_deg) @ _rot(2, angle)
     pts = pts @ rot.T + rng.normal(0, cfg.pc_noise, pts.shape)
-    write_ply(root / rel, pts)
+    # binary little-endian PLY written here rather than via modalities.ply: importing the modalities
+    # package pulls in torch, seconds per worker process for a 6-line header
+    header = f"ply\nformat binary_little_endian 1.0\nelement vertex {len(pts)}\nproperty float x\nproperty float y\nproperty float z\nend_header\n"
+    (root / rel).write_bytes(header.encode("ascii") + pts.astype("<f4").tobytes())
     return rel, word
 
 
@@ -418,8 +422,10 @@ def _run_jobs(jobs: list[tuple], workers: int | None, progress: bool, tqdm) -> l
             return results
         import multiprocessing as mp
 
-        # forkserver: children start clean (no inherited torch threads), importing only numpy/PIL/av
-        ctx = mp.get_context("forkserver") if "forkserver" in mp.get_all_start_methods() else None
+        # fork where there is one: instant start, and it works from scripts without a __main__ guard
+        # (forkserver / spawn re-import the caller's main module). Children use numpy/PIL/av only,
+        # never torch, so an inherited torch thread pool is harmless.
+        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
         with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
             results = []
             for r in pool.map(_render_chunk, jobs):
