@@ -73,7 +73,16 @@ def convert(path: Path, out: Path) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
     model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name)
-    model.save_pretrained(str(tmp))
+    # save_pretrained refuses a model loaded from GGUF (it counts as quantised); once de-quantised it
+    # is a plain model: write its config without the GGUF marker and its tensors as safetensors
+    from safetensors.torch import save_model
+
+    tmp.mkdir(parents=True)
+    config = model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.save_pretrained(str(tmp))
+    save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})  # drops tied duplicates
     tok.save_pretrained(str(tmp))
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.exists():  # another process finished first
