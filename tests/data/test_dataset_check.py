@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SMALL
 
 from modweave.data.check import check_file
 from modweave.data.commands import add_data_commands
@@ -21,8 +20,8 @@ SHAPES = {"image": (3, 32, 32), "video": (3, 3, 32, 32), "audio": (2, 64, 32), "
 
 
 @pytest.mark.parametrize("modality", list_modalities())
-def test_dataset_items(digits_root, modality):
-    ds = MediaDataset.from_file(digits_root / f"{modality}_test.jsonl", settings_by_modality=SMALL)
+def test_dataset_items(digits_root, modality, small):
+    ds = MediaDataset.from_file(digits_root / f"{modality}_test.jsonl", settings_by_modality=small)
     assert len(ds) == 8
     item = ds[1]
     assert set(item) == {"id", "modality", "media", "task", "prompt", "answer", "candidates"}

@@ -6,7 +6,6 @@ import shutil
 
 import pytest
 import torch
-from conftest import SMALL, first_media
 
 from modweave.modalities import MediaError, Modality, get_modality, list_modalities, register_modality
 
@@ -54,8 +53,8 @@ def test_text_has_no_media(tmp_path):
 
 
 @pytest.mark.parametrize("name", MEDIA)
-def test_loads_benchmark_file_to_contract(name, digits_root):
-    x = get_modality(name).load(first_media(digits_root, name), SMALL[name])
+def test_loads_benchmark_file_to_contract(name, digits_root, first_media, small):
+    x = get_modality(name).load(first_media(digits_root, name), small[name])
     assert x.dtype == torch.float32 and tuple(x.shape) == CONTRACT[name]
     assert torch.isfinite(x).all()
     if name in IN_UNIT_RANGE:
@@ -63,10 +62,10 @@ def test_loads_benchmark_file_to_contract(name, digits_root):
 
 
 @pytest.mark.parametrize("name", MEDIA)
-def test_settings_default_and_dict_and_instance(name):
+def test_settings_default_and_dict_and_instance(name, small):
     mod = get_modality(name)
     assert mod.make_settings(None) == mod.settings_cls()
-    assert mod.make_settings(SMALL[name]) == mod.settings_cls(**SMALL[name])
+    assert mod.make_settings(small[name]) == mod.settings_cls(**small[name])
     with pytest.raises(TypeError):
         mod.make_settings(object())
 
@@ -77,38 +76,38 @@ def _one_line(err: pytest.ExceptionInfo, path) -> None:
 
 
 @pytest.mark.parametrize("name", MEDIA)
-def test_missing_file(name, tmp_path):
+def test_missing_file(name, tmp_path, small):
     path = tmp_path / f"nothing{get_modality(name).extensions[0]}"
     with pytest.raises(MediaError, match="not found") as err:
-        get_modality(name).load(path, SMALL[name])
+        get_modality(name).load(path, small[name])
     _one_line(err, path)
 
 
 @pytest.mark.parametrize("name", MEDIA)
-def test_wrong_extension(name, tmp_path):
+def test_wrong_extension(name, tmp_path, small):
     path = tmp_path / "notes.txt"
     path.write_text("hello")
     with pytest.raises(MediaError, match="wrong extension") as err:
-        get_modality(name).load(path, SMALL[name])
+        get_modality(name).load(path, small[name])
     _one_line(err, path)
 
 
 @pytest.mark.parametrize("name", MEDIA)
-def test_corrupt_file(name, tmp_path):
+def test_corrupt_file(name, tmp_path, small):
     path = tmp_path / f"bad{CORRUPT_SUFFIX.get(name, get_modality(name).extensions[0])}"
     path.write_bytes(b"\x00garbage, not media\xff" * 8)
     with pytest.raises(MediaError) as err:
-        get_modality(name).load(path, SMALL[name])
+        get_modality(name).load(path, small[name])
     _one_line(err, path)
 
 
 @pytest.mark.parametrize("name", MEDIA)
-def test_truncated_benchmark_file(name, digits_root, tmp_path):
+def test_truncated_benchmark_file(name, digits_root, tmp_path, first_media, small):
     src = first_media(digits_root, name)
     path = tmp_path / src.name
     shutil.copy(src, path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 3])
     with pytest.raises(MediaError) as err:
-        get_modality(name).load(path, SMALL[name])
+        get_modality(name).load(path, small[name])
     _one_line(err, path)
