@@ -190,6 +190,14 @@ def test_modality_routing_two_steps_keeps_earlier_outputs_and_reloads(family, tm
     assert torch.equal(reloaded(audio).logits, full) and torch.equal(reloaded(mixed).logits, after_image)
     earlier = XModalLM.from_pretrained(tmp_path / "ck", upto="image")
     assert earlier.modalities == ["image"] and torch.equal(earlier(mixed).logits, after_image)
+    from modweave.cli import main
+
+    assert main(["select-layers", str(tmp_path / "ck"), "--modality", "image", "--out", str(tmp_path / "sel.json"),
+                 "--plot", str(tmp_path / "sel.png")]) == 0
+    sel = json.loads((tmp_path / "sel.json").read_text())
+    image_ext = [layer for layer, (_, _, blk) in moe_blocks(reloaded.llm).items()
+                 if isinstance(blk, ExtendedMoeBlock) and any(e.step == "image" for e in blk.extensions)]
+    assert sel["layers"] == image_ext and len(sel["scores"]) == 3 and (tmp_path / "sel.png").stat().st_size > 0
     answers = reloaded.generate(batch(reloaded, ["audio", "text"], seed=8, train=False), max_new_tokens=2, num_beams=2)
     assert len(answers) == 2
 
@@ -206,3 +214,16 @@ def test_settings_are_checked():
         get_method("moextend").check_settings({"routing": "sometimes"})
     with pytest.raises(ValueError, match="unknown setting"):
         get_method("moextend").check_settings({"experts": 2})
+
+
+def test_reference_preset_parameter_counts():
+    """Meta-device counts of the paper's setup: expert 176,160,768; router row 4,096; calibration 288."""
+    from modweave.config import load_run_config
+    from modweave.params import stage_param_counts
+
+    counts = stage_param_counts(load_run_config("configs/moextend/mixtral-8x7b-clip336.yaml"))["stages"]
+    projector = 1024 * 4096 + 4096 + 4096 * 4096 + 4096
+    assert counts["image:align"]["trainable"] == projector
+    assert counts["image:extender"]["trainable"] == 32 * 8 * 4096
+    assert counts["image:finetune"]["trainable"] == 16 * (176_160_768 + 4_096 + 288) + projector
+    assert counts["image:finetune"]["total"] - counts["image:extender"]["total"] == 16 * (176_160_768 + 4_096 + 288)
