@@ -52,6 +52,25 @@ def test_video_samples_uniformly_from_longer_clip(tmp_path):
     assert means == pytest.approx([20, 60, 100, 140, 180], abs=2)
 
 
+def test_video_without_frame_count_in_header(tmp_path):
+    import av
+
+    path = tmp_path / "ramp.mkv"  # Matroska stores no frame count: the loader decodes all, then samples
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("mpeg4", rate=5)
+        s.width, s.height, s.pix_fmt = 16, 16, "yuv420p"
+        for t in range(6):
+            img = np.full((16, 16, 3), 40 * t, np.uint8)
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    with av.open(str(path)) as c:
+        assert c.streams.video[0].frames == 0
+    x = get_modality("video").load(path, {"num_frames": 3, "size": 16})
+    assert (x.mean(dim=(1, 2, 3)) * 255).round().tolist() == pytest.approx([40, 120, 200], abs=4)
+
+
 def test_video_frame_folder(tmp_path):
     folder = tmp_path / "clip"
     folder.mkdir()

@@ -189,6 +189,7 @@ def read_llava(path: str | Path, modality: str = "image") -> list[Record]:
         if not isinstance(item, Mapping) or not isinstance(item.get("conversations"), list):
             raise AnnotationError(where, "expected an object with a 'conversations' list")
         media = item.get(modality, item.get("image"))
+        media = None if media is None else str(media)
         mod = modality if media is not None else "text"  # LLaVA mixes in text-only conversations
         turns = item["conversations"]
         rid = str(item.get("id", f"{path.stem}-{i}"))

@@ -36,24 +36,55 @@ def _frames_from_dir(path: Path, settings: VideoSettings) -> list:
 
 def _frames_from_container(path: Path, settings: VideoSettings) -> list:
     import av
-    from PIL import Image
 
-    # Decode once, keep every frame as a small array: demo clips are short and the frame count in
-    # container headers is often missing or wrong, so counting by decoding is the reliable way.
+    # When the header knows the frame count, keep only the sampled frames (a paper-scale clip would
+    # not fit in memory whole); headers may be missing or wrong, so fall back to decoding everything.
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise MediaError(path, "no video stream")
-            frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+            n = container.streams.video[0].frames
+            want = set(uniform_indices(n, settings.num_frames).tolist()) if n > 0 else None
+            kept: dict[int, np.ndarray] = {}
+            count = 0
+            for count, frame in enumerate(container.decode(video=0), 1):
+                if want is None or count - 1 in want:
+                    kept[count - 1] = frame.to_ndarray(format="rgb24")
+                if want is not None and count - 1 >= max(want):
+                    break
+        if want is not None and not want <= set(kept):
+            return _frames_from_container_all(path, settings)
     except MediaError:
         raise
     except (av.FFmpegError, OSError, ValueError) as err:
         raise MediaError(path, f"cannot decode video ({err})") from None
+    if not kept:
+        raise MediaError(path, "video has no decodable frames")
+    if want is None:  # count unknown: every frame was kept
+        return _resize_frames([kept[i] for i in uniform_indices(count, settings.num_frames)], settings)
+    return _resize_frames([kept[i] for i in uniform_indices(n, settings.num_frames)], settings)
+
+
+def _frames_from_container_all(path: Path, settings: VideoSettings) -> list:
+    """Decode every frame (the header's frame count was wrong), then sample."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    except (av.FFmpegError, OSError, ValueError) as err:
+        raise MediaError(path, f"cannot decode video ({err})") from None
     if not frames:
         raise MediaError(path, "video has no decodable frames")
+    return _resize_frames([frames[i] for i in uniform_indices(len(frames), settings.num_frames)], settings)
+
+
+def _resize_frames(frames: list[np.ndarray], settings: VideoSettings) -> list:
+    from PIL import Image
+
     out = []
-    for i in uniform_indices(len(frames), settings.num_frames):
-        img = Image.fromarray(frames[i])
+    for f in frames:
+        img = Image.fromarray(f)
         if img.size != (settings.size, settings.size):
             img = img.resize((settings.size, settings.size), Image.Resampling.BICUBIC)
         out.append(img)
