@@ -31,6 +31,11 @@ def plot_accuracy_matrices(report: Mapping[str, Any], path: Path) -> Path:
     for ax, (name, e) in zip(axes[0], methods):
         matrix = np.array([[np.nan if v is None else v for v in row] for row in e["acc_matrix"]], dtype=float)
         rows = e.get("stages") or [f"stage {i}" for i in range(len(matrix))]
+        ax.set_title(name)
+        if matrix.size == 0:  # a run without evaluation
+            ax.axis("off")
+            ax.text(0.5, 0.5, "not evaluated", ha="center", va="center")
+            continue
         ax.imshow(np.ma.masked_invalid(matrix), vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
         ax.set_xticks(range(len(mods)), mods, rotation=45, ha="right")
         ax.set_yticks(range(len(rows)), [f"after {r}" for r in rows])

@@ -1,0 +1,31 @@
+"""`modweave train CONFIG.yaml [key=value ...] --out DIR [--resume] [--method NAME]`."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a base model and its modality stages (continual), evaluate, report")
+    p.add_argument("config", help="a YAML preset (keys: model, base_train, stages, train, data, eval)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.steps=50 data.root=DIR")
+    p.add_argument("--out", required=True, help="run folder: checkpoint/, progress.json, train.log, report.*")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    p.add_argument("--method", help="use this method for every stage (overrides the preset's)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from ..config import load_run_config
+    from ..train import run_training
+
+    cfg = load_run_config(args.config, args.overrides)
+    if args.method:
+        for st in cfg.stages:
+            st.method, st.settings = args.method, {}
+    result = run_training(cfg, args.out, resume=args.resume)
+    summary = {k: result[k] for k in ("avg_acc", "plasticity", "forgetting", "bwt")}
+    print(json.dumps(summary))
+    return 0
