@@ -56,26 +56,57 @@ class ModalityExperts(nn.Module):
     def forward(self, x: torch.Tensor, site_experts: nn.ModuleDict) -> torch.Tensor:
         """`x [..., d_in]` -> the mixture `[..., d_out]` to add to the frozen projection's output.
 
-        All experts' Down projections and the gate's `W_g` (and `W_n`, only while noisy) run as ONE
-        matmul, and all Up projections as another: a site costs two extra matmuls whatever E is."""
-        if self.gate is None:
-            return self.adapter(x)
+        Computed from folded weights (see `folded`): one matmul for every expert's Down (with its
+        in-adapter folded in) plus the gate's logits, a softmax, and one matmul for every expert's Up."""
+        down_w, down_b, up_w, up_b, ranks = self.folded(site_experts)
+        if self.gate is None:  # one expert: A^m(x) = s * Up(Down(x)), s folded into Up
+            return F.linear(F.linear(x, down_w, down_b), up_w, up_b)
+        num_e = len(ranks)
+        z = F.linear(x, down_w, down_b)  # [..., sum r + E (+ E while noisy)]
+        parts = z.split([sum(ranks)] + [num_e] * ((z.shape[-1] - sum(ranks)) // num_e), dim=-1)
+        g = self.gate.probs_from_logits(parts[1], parts[2] if len(parts) > 2 else None)  # [..., E]
+        if len(set(ranks)) == 1:
+            weighted = (parts[0].unflatten(-1, (num_e, ranks[0])) * g.unsqueeze(-1)).flatten(-2)
+        else:
+            weighted = parts[0] * g.repeat_interleave(torch.tensor(ranks, device=g.device), dim=-1)
+        # Up biases ride along as E extra input columns weighted by g: sum_e g_e s_e b_e in the same matmul
+        return F.linear(torch.cat([weighted, g], dim=-1), up_w)
+
+    def folded(self, site_experts: nn.ModuleDict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                            torch.Tensor | None, list[int]]:
+        """The experts as plain low-rank maps: `Â_i(x) = s_i Up_i(F_i(Down_i x)) = U_e (D_e x + c_e) + u_e`
+        with `D_e = W_F Down_i.W`, `c_e = W_F Down_i.b + b_F`, `U_e = s_i Up_i.W`, `u_e = s_i Up_i.b`.
+
+        Returns `down_w [sum r + E (+E), d_in]` (gate rows `W_g` and, while noisy, `W_n` appended),
+        `down_b`, `up_w` (`[d_out, sum r]` for one expert, else `[d_out, sum r + E]` with the `u_e` as
+        the last E columns), `up_b` (one expert only) and the ranks. Without autograd the result is
+        cached until a parameter changes (in-place updates bump `_version`): inference then costs
+        two matmuls per site. The same ops run with or without the cache, so outputs are identical."""
         adapters = [site_experts[s].adapter for s in self.in_adapters] + [self.adapter]
+        noisy = self.gate is not None and self.gate.noisy
+        params = [p for a in adapters for p in a.parameters()] + list(self.parameters())
+        key = (noisy, *((id(p), p._version, p.data_ptr(), p.dtype) for p in params))
+        cache = self.__dict__.get("_folded")
+        if cache is not None and cache[0] == key and not torch.is_grad_enabled():
+            return cache[1]
+        downs_w, downs_b = [], []
+        for a, f in zip(adapters, [*self.in_adapters.values(), None]):
+            downs_w.append(a.down.weight if f is None else f.weight @ a.down.weight)
+            downs_b.append(a.down.bias if f is None else F.linear(a.down.bias, f.weight, f.bias))
         ranks = [a.rank for a in adapters]
-        num_e = len(adapters)
-        gate_rows = [self.gate.w_g.weight] + ([self.gate.w_n.weight] if self.gate.noisy else [])
-        weight = torch.cat([a.down.weight for a in adapters] + gate_rows)  # [sum r + E (+E), d_in]
-        bias = torch.cat([a.down.bias for a in adapters] + [w.new_zeros(num_e) for w in gate_rows])
-        z = F.linear(x, weight, bias)
-        parts = list(z.split(ranks + [num_e] * len(gate_rows), dim=-1))
-        raw_noise = parts.pop() if self.gate.noisy else None
-        g = self.gate.probs_from_logits(parts.pop(), raw_noise)  # [..., E]
-        hidden = [f(h) for f, h in zip(self.in_adapters.values(), parts[:-1])] + [parts[-1]]
-        coef = g * torch.stack([a.scale for a in adapters])  # g_e * s_e: [..., E]
-        mixed = torch.cat([h * coef[..., e: e + 1] for e, h in enumerate(hidden)], dim=-1)  # [..., sum r]
-        up_w = torch.cat([a.up.weight for a in adapters], dim=1)  # [d_out, sum r]
-        up_b = torch.stack([a.up.bias for a in adapters])  # [E, d_out]
-        return F.linear(mixed, up_w) + coef @ up_b
+        if self.gate is None:
+            a = self.adapter
+            out = (downs_w[0], downs_b[0], a.scale * a.up.weight, a.scale * a.up.bias, ranks)
+        else:
+            rows = [self.gate.w_g.weight] + ([self.gate.w_n.weight] if noisy else [])
+            down_w = torch.cat(downs_w + rows)
+            down_b = torch.cat(downs_b + [w.new_zeros(w.shape[0]) for w in rows])
+            up_w = torch.cat([a.scale * a.up.weight for a in adapters]
+                             + [torch.stack([a.scale * a.up.bias for a in adapters], dim=1)], dim=1)
+            out = (down_w, down_b, up_w, None, ranks)
+        if not torch.is_grad_enabled():
+            self.__dict__["_folded"] = (key, out)
+        return out
 
     def expert_outputs(self, x: torch.Tensor, site_experts: nn.ModuleDict) -> torch.Tensor:
         """Each expert's output separately `[..., E, d_out]` (reference path for tests and inspection)."""
