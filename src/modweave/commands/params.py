@@ -11,6 +11,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", help="a YAML preset (e.g. configs/pathweave/instructblip-vicuna7b.yaml)")
     p.add_argument("overrides", nargs="*", help="key=value overrides")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--memory", action="store_true",
+                   help="estimate GPU memory per stage instead (weights + grads/AdamW + activations; modweave.memory)")
+    p.add_argument("--micro-batch", type=int, default=None, help="per-GPU batch for --memory (default: the preset's)")
+    p.add_argument("--seq-len", type=int, default=None, help="tokens per sample for --memory (default: prompt + media)")
+    p.add_argument("--grad-checkpointing", action="store_true", help="--memory with the LLM's gradient checkpointing")
+    p.add_argument("--quantization", choices=["none", "8bit", "4bit"], default="none",
+                   help="--memory with the frozen LLM loaded in 8 / 4 bits (bitsandbytes)")
     p.set_defaults(func=run)
 
 
@@ -18,6 +25,14 @@ def run(args: argparse.Namespace) -> int:
     from ..config import load_run_config
     from ..params import format_table, stage_param_counts
 
+    if args.memory:
+        from ..memory import estimate_memory, format_memory
+
+        est = estimate_memory(load_run_config(args.config, args.overrides), micro_batch=args.micro_batch,
+                              seq_len=args.seq_len, grad_checkpointing=args.grad_checkpointing,
+                              quantization=args.quantization)
+        print(json.dumps(est, indent=2) if args.json else format_memory(est))
+        return 0
     counts = stage_param_counts(load_run_config(args.config, args.overrides))
     print(json.dumps(counts, indent=2) if args.json else format_table(counts))
     return 0

@@ -1,0 +1,152 @@
+"""GPU memory estimate per stage, from the architecture on the meta device (no weights, seconds).
+
+What one GPU holds while a stage trains (no ZeRO/FSDP sharding; DDP replicates everything):
+- weights: every parameter in its own dtype (the LLM in `llm.dtype`, e.g. bf16 = 2 bytes; connectors,
+  paths and method modules as built, fp32 = 4 bytes); 8-bit / 4-bit loading (`--quantization`)
+  counts the frozen LLM at 1 / 0.5 bytes per weight;
+- optimizer: for each trainable parameter its gradient (own dtype) and AdamW's two moments (fp32);
+- activations kept for backward through the (frozen) LLM, which the loss must traverse to reach
+  the connector: per layer `bytes * b * s * (7h + 4 * I * k)` (attention inputs/outputs and the
+  SwiGLU MLP of the k routed experts; attention scores are not stored with SDPA/flash attention);
+  with gradient checkpointing only each layer's input `bytes * b * s * h` plus one layer in full;
+  the logits `b * s * V * (bytes + 8)` (fp32 upcast for the loss and its gradient); the Q-Former's
+  activations (fp32) per frame; the frozen encoders run without grad and are not counted;
+- not counted: CUDA context and allocator fragmentation (add ~1-3 GiB), temporary buffers of fused
+  kernels, data loader pinned memory.
+`s` (tokens per sample) = prompt tokens + frames x media tokens, or the phase's `max_length`.
+Inference: weights + KV cache `2 * layers * b * s * kv_heads * head_dim * bytes`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .config import RunConfig
+from .model import BASE_CONNECTOR, XModalLM
+
+GiB = 1024 ** 3
+QUANT_BYTES = {None: None, "none": None, "8bit": 1.0, "4bit": 0.5}
+
+
+def _phase_train(stage_train: dict[str, Any], phase: str) -> dict[str, Any]:
+    """The trainer settings of one phase (presets give either one dict or one per phase)."""
+    if isinstance(stage_train.get(phase), dict):
+        return stage_train[phase]
+    return {k: v for k, v in stage_train.items() if not isinstance(v, dict)}
+
+
+def _llm_shape(model: XModalLM) -> dict[str, int]:
+    c = model.llm.config.get_text_config()
+    heads = c.num_attention_heads
+    return {"layers": c.num_hidden_layers, "hidden": c.hidden_size, "vocab": c.vocab_size,
+            "intermediate": getattr(c, "moe_intermediate_size", None) or c.intermediate_size,
+            "top_k": getattr(c, "num_experts_per_tok", None) or 1,
+            "kv_heads": getattr(c, "num_key_value_heads", None) or heads,
+            "head_dim": getattr(c, "head_dim", None) or c.hidden_size // heads}
+
+
+def _weights_bytes(model: XModalLM, quant_bytes: float | None) -> float:
+    total = 0.0
+    llm_params = {id(p) for p in model.llm.parameters()}
+    for p in model.parameters():
+        per = p.element_size()
+        if quant_bytes is not None and id(p) in llm_params and not p.requires_grad and p.dim() == 2:
+            per = quant_bytes  # bitsandbytes quantises the frozen linear/embedding matrices
+        total += p.numel() * per
+    return total
+
+
+def _optimizer_bytes(model: XModalLM) -> float:
+    return float(sum(p.numel() * (p.element_size() + 8) for p in model.parameters() if p.requires_grad))
+
+
+def _activation_bytes(model: XModalLM, batch: int, seq: int, frames: int, grad_ckpt: bool) -> float:
+    s = _llm_shape(model)
+    nbytes = next(model.llm.parameters()).element_size()
+    full_layer = nbytes * batch * seq * (7 * s["hidden"] + 4 * s["intermediate"] * s["top_k"])
+    if grad_ckpt:
+        llm = nbytes * batch * seq * s["hidden"] * s["layers"] + full_layer
+    else:
+        llm = full_layer * s["layers"]
+    logits = batch * seq * s["vocab"] * (nbytes + 8)
+    conn = model.connectors[BASE_CONNECTOR]
+    qformer = 0.0
+    if hasattr(conn, "qformer"):
+        qc = conn.qformer.config
+        tokens = conn.num_query_tokens + 64  # queries + instruction text
+        qformer = 4.0 * batch * frames * tokens * qc.hidden_size * 16 * qc.num_hidden_layers
+    return llm + logits + qformer
+
+
+def _media_tokens(model: XModalLM, modality: str, default: int) -> int:
+    conn = model.connectors[model.paths[modality].connector_name]
+    return getattr(conn, "num_query_tokens", 0) or default
+
+
+def estimate_memory(cfg: RunConfig, micro_batch: int | None = None, seq_len: int | None = None,
+                    grad_checkpointing: bool = False, quantization: str | None = None,
+                    prompt_tokens: int = 64, media_tokens: int = 576) -> dict[str, Any]:
+    """Per stage: `{"batch", "seq", "weights", "optimizer", "activations", "total"}` in bytes, plus
+    `"inference"` (weights + KV cache for one sample of the last stage's length)."""
+    if quantization not in QUANT_BYTES:
+        raise ValueError(f"quantization must be one of 8bit, 4bit, none (got {quantization!r})")
+    quant = QUANT_BYTES[quantization]
+    model = XModalLM.build(cfg.model, device="meta")
+    per_gpu = cfg.train.get("num_gpus") is not None  # PathWeave presets give batch sizes per GPU
+    rows: dict[str, dict[str, Any]] = {}
+
+    def row(name: str, train: dict[str, Any], frames: int, modality: str | None) -> None:
+        b = micro_batch or (int(train.get("batch_size", 4)) if per_gpu else min(int(train.get("batch_size", 4)), 4))
+        media = frames * _media_tokens(model, modality, media_tokens) if modality else 0
+        s = seq_len or int(train.get("max_length") or prompt_tokens + media)
+        w, o = _weights_bytes(model, quant), _optimizer_bytes(model)
+        a = _activation_bytes(model, b, s, max(frames, 1), grad_checkpointing) if o else 0.0
+        rows[name] = {"batch": b, "seq": s, "weights": w, "optimizer": o, "activations": a, "total": w + o + a}
+
+    if cfg.base_train is not None:
+        model.set_base_trainable(**cfg.base_train)
+        spec = cfg.model.base_modalities[0] if cfg.model.base_modalities else None
+        row("base", cfg.train, spec.num_frames if spec else 0, spec.name if spec else None)
+    model.end_stage()
+    last_seq = prompt_tokens
+    for st in cfg.stages:
+        model.add_modality(st.modality, method=st.method, settings=st.settings)
+        record = model.stages[-1]
+        while record is not None:
+            row(record.name, {**cfg.train, **_phase_train(st.train, record.phase)}, st.modality.num_frames,
+                st.modality.name)
+            last_seq = rows[record.name]["seq"]
+            model.end_stage()
+            record = model.next_phase()
+    shape = _llm_shape(model)
+    nbytes = next(model.llm.parameters()).element_size()
+    s = seq_len or last_seq
+    kv = 2 * shape["layers"] * s * shape["kv_heads"] * shape["head_dim"] * nbytes
+    model.freeze_all()
+    weights = _weights_bytes(model, quant)
+    return {"stages": rows, "inference": {"batch": 1, "seq": s, "weights": weights, "kv_cache": kv,
+                                          "total": weights + kv},
+            "settings": {"grad_checkpointing": grad_checkpointing, "quantization": quantization or "none",
+                         "dtype": cfg.model.llm.dtype}}
+
+
+def format_memory(est: dict[str, Any]) -> str:
+    g = lambda x: f"{x / GiB:.2f}"  # noqa: E731
+    st = est["settings"]
+    rows = [f"GPU memory per stage (GiB, one GPU; llm {st['dtype']}, quantization {st['quantization']}, "
+            f"grad checkpointing {'on' if st['grad_checkpointing'] else 'off'})",
+            f"{'stage':<22}{'batch':>6}{'seq':>6}{'weights':>10}{'grads+adam':>12}{'activations':>13}{'total':>9}"]
+    for name, r in est["stages"].items():
+        rows.append(f"{name:<22}{r['batch']:>6}{r['seq']:>6}{g(r['weights']):>10}{g(r['optimizer']):>12}"
+                    f"{g(r['activations']):>13}{g(r['total']):>9}")
+    inf = est["inference"]
+    rows.append(f"{'inference (b=1)':<22}{1:>6}{inf['seq']:>6}{g(inf['weights']):>10}{'-':>12}"
+                f"{'kv ' + g(inf['kv_cache']):>13}{g(inf['total']):>9}")
+    rows.append("(+1-3 GiB CUDA context/fragmentation; encoders' no-grad forward not counted; see modweave.memory)")
+    return "\n".join(rows)
+
+
+def bytes_of(dtype: torch.dtype) -> int:
+    return torch.empty((), dtype=dtype).element_size()
