@@ -52,8 +52,8 @@ def _weights_bytes(model: XModalLM, quant_bytes: float | None) -> float:
     llm_params = {id(p) for p in model.llm.parameters()}
     for p in model.parameters():
         per = p.element_size()
-        if quant_bytes is not None and id(p) in llm_params and not p.requires_grad and p.dim() == 2:
-            per = quant_bytes  # bitsandbytes quantises the frozen linear/embedding matrices
+        if quant_bytes is not None and id(p) in llm_params and not p.requires_grad and p.dim() >= 2:
+            per = quant_bytes  # frozen matrices incl. fused experts (whether bnb quantises those depends on versions)
         total += p.numel() * per
     return total
 
