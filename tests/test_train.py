@@ -217,7 +217,7 @@ def test_two_process_cpu_ddp_gives_identical_parameters(digits_root, tmp_path):
     script = tmp_path / "ddp_train.py"
     script.write_text(DDP_SCRIPT)
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--cpu",
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--main_process_port", "29533", str(script), str(CONFIG), str(out), f"data.root={digits_root}",
            "eval.enabled=false", "train.steps=2", "train.base.steps=2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}

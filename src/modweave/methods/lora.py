@@ -9,6 +9,7 @@ Stable (each adapter only ever sees its modality) but without transfer between m
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -61,8 +62,11 @@ class LoRA(Method):
         connector = model.connectors[model.base_connector_name]
         config = LoraConfig(r=int(settings["rank"]), lora_alpha=settings["alpha"], lora_dropout=settings["dropout"],
                             target_modules=TARGET_MODULES, bias="none")
-        # peft names parameters `...lora_A.<adapter>.weight`: modality names are valid adapter names
-        inject_adapter_in_model(config, connector, adapter_name=spec.name)
+        # peft names parameters `...lora_A.<adapter>.weight`: modality names are valid adapter names.
+        # A second adapter on the same layers is the point here: silence peft's warning about it.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+            inject_adapter_in_model(config, connector, adapter_name=spec.name)
         if not getattr(model, _INSTALLED, False):
             model.context.on_switch(lambda m: switch_adapter(connector, m))
             setattr(model, _INSTALLED, True)
