@@ -196,7 +196,7 @@ class ExtendedMoeBlock(nn.Module):
                 tok, slot = torch.where(top_idx == offset + j)
                 if tok.numel():
                     y = ext.expert(j, x[tok], self.experts._apply_gate) * mix[tok, slot, None]
-                    out = out.index_add(0, tok, y.to(out.dtype))
+                    out.index_add_(0, tok, y.to(out.dtype))  # rows unique per expert; in place: no copy of out
             offset += ext.num_new
         if hasattr(self.original, "shared_expert"):  # Qwen2-MoE: a gated always-on expert
             shared = self.original.shared_expert(x)
