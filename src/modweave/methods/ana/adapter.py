@@ -53,24 +53,33 @@ class ModalityExperts(nn.Module):
     def sources(self) -> list[str]:
         return list(self.in_adapters)
 
-    def forward(self, x: torch.Tensor, site_experts: nn.ModuleDict) -> torch.Tensor:
-        """`x [..., d_in]` -> the mixture `[..., d_out]` to add to the frozen projection's output.
+    def forward(self, x: torch.Tensor, site_experts: nn.ModuleDict,
+                base_out: torch.Tensor | None = None) -> torch.Tensor:
+        """`x [..., d_in]` -> the mixture `sum_e g_e(x) expert_e(x)` `[..., d_out]`, or `base_out + mixture`
+        when the frozen projection's output `base_out` is given (then fused into one `addmm`).
 
-        Computed from folded weights (see `folded`): one matmul for every expert's Down (with its
-        in-adapter folded in) plus the gate's logits, a softmax, and one matmul for every expert's Up."""
+        Computed from folded weights (see `folded`): one matmul for every expert's Down (its in-adapter
+        folded in) and the gate's logits, a softmax, and one matmul for every expert's Up."""
         down_w, down_b, up_w, up_b, ranks = self.folded(site_experts)
-        if self.gate is None:  # one expert: A^m(x) = s * Up(Down(x)), s folded into Up
-            return F.linear(F.linear(x, down_w, down_b), up_w, up_b)
-        num_e = len(ranks)
-        z = F.linear(x, down_w, down_b)  # [..., sum r + E (+ E while noisy)]
-        parts = z.split([sum(ranks)] + [num_e] * ((z.shape[-1] - sum(ranks)) // num_e), dim=-1)
-        g = self.gate.probs_from_logits(parts[1], parts[2] if len(parts) > 2 else None)  # [..., E]
-        if len(set(ranks)) == 1:
-            weighted = (parts[0].unflatten(-1, (num_e, ranks[0])) * g.unsqueeze(-1)).flatten(-2)
-        else:
-            weighted = parts[0] * g.repeat_interleave(torch.tensor(ranks, device=g.device), dim=-1)
+        h = F.linear(x, down_w, down_b)
+        if up_b is not None:  # one expert (no gate): A^m(x) = s * Up(Down(x)), s folded into Up
+            mix = F.linear(h, up_w, up_b)
+            return mix if base_out is None else base_out + mix
+        num_e, total_r = len(ranks), sum(ranks)
+        gate = self.gate
+        if gate.training and gate.noise:
+            h, clean, raw = h.split([total_r, num_e, num_e], dim=-1)
+            g = gate.probs_from_logits(clean, raw)
+        else:  # evaluation: no noise branch at all (W_n is not even in the matmul)
+            h, clean = h.split([total_r, num_e], dim=-1)
+            g = torch.softmax(clean, dim=-1)  # [..., E]
+        repeats = ranks[0] if len(set(ranks)) == 1 else torch.tensor(ranks, device=g.device)
         # Up biases ride along as E extra input columns weighted by g: sum_e g_e s_e b_e in the same matmul
-        return F.linear(torch.cat([weighted, g], dim=-1), up_w)
+        mixed = torch.cat([h * g.repeat_interleave(repeats, dim=-1), g], dim=-1)  # [..., sum r + E]
+        if base_out is None:
+            return F.linear(mixed, up_w)
+        out = torch.addmm(base_out.reshape(-1, base_out.shape[-1]), mixed.reshape(-1, mixed.shape[-1]), up_w.t())
+        return out.view(base_out.shape)
 
     def folded(self, site_experts: nn.ModuleDict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
                                                             torch.Tensor | None, list[int]]:
@@ -80,15 +89,22 @@ class ModalityExperts(nn.Module):
         Returns `down_w [sum r + E (+E), d_in]` (gate rows `W_g` and, while noisy, `W_n` appended),
         `down_b`, `up_w` (`[d_out, sum r]` for one expert, else `[d_out, sum r + E]` with the `u_e` as
         the last E columns), `up_b` (one expert only) and the ranks. Without autograd the result is
-        cached until a parameter changes (in-place updates bump `_version`): inference then costs
-        two matmuls per site. The same ops run with or without the cache, so outputs are identical."""
-        adapters = [site_experts[s].adapter for s in self.in_adapters] + [self.adapter]
+        cached until a parameter changes (in-place updates bump `_version`, moves change `data_ptr`):
+        inference then costs two matmuls per site. The same ops run with or without the cache, so
+        outputs are identical either way."""
+        params = self.__dict__.get("_fold_params")
+        if params is None:  # the experts' structure is fixed once built: list their parameters once
+            adapters = [site_experts[s].adapter for s in self.in_adapters] + [self.adapter]
+            params = tuple(p for a in adapters for p in a.parameters()) + tuple(self.parameters())
+            self.__dict__["_fold_params"] = params
         noisy = self.gate is not None and self.gate.noisy
-        params = [p for a in adapters for p in a.parameters()] + list(self.parameters())
-        key = (noisy, *((id(p), p._version, p.data_ptr(), p.dtype) for p in params))
+        # in-place updates (optimizer steps, load_state_dict) bump `_version`; a device/dtype move
+        # gives every parameter new storage, the first one's included
+        key = (noisy, params[0].data_ptr(), *(p._version for p in params))
         cache = self.__dict__.get("_folded")
         if cache is not None and cache[0] == key and not torch.is_grad_enabled():
             return cache[1]
+        adapters = [site_experts[s].adapter for s in self.in_adapters] + [self.adapter]
         downs_w, downs_b = [], []
         for a, f in zip(adapters, [*self.in_adapters.values(), None]):
             downs_w.append(a.down.weight if f is None else f.weight @ a.down.weight)

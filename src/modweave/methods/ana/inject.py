@@ -45,7 +45,8 @@ class AdaptedLinear(nn.Linear):
         modality = self.context.modality
         if modality is None or modality not in self.ana:
             return out
-        return out + self.ana[modality](x, self.ana)
+        # `.forward` directly: this sits on every projection of the Q-Former, module-call overhead shows
+        return self.ana[modality].forward(x, self.ana, base_out=out)
 
     def add_modality(self, modality: str, rank: int, noise: bool = True, min_std: float = 0.01) -> ModalityExperts:
         """Create modality's experts here: A^m, one F_i^m per earlier modality i at this site (a copy of
