@@ -190,6 +190,12 @@ class ContinualTrainer:
                 kwargs = {"log_with": self.train_cfg.log_with, "project_dir": str(self.out / "trackers")}
         # frozen paths of other modalities never get gradients: DDP must not wait for them
         ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+        try:  # accelerate keeps one process-wide state: let a later run pick another precision
+            from accelerate.state import AcceleratorState
+
+            AcceleratorState._reset_state(reset_partial_state=False)  # keeps the process group
+        except (ImportError, AttributeError, TypeError):
+            pass
         return Accelerator(cpu=cpu, mixed_precision="no" if cpu else self.train_cfg.mixed_precision,
                            kwargs_handlers=[ddp], **kwargs)
 
@@ -203,9 +209,12 @@ class ContinualTrainer:
         if self.accelerator is None:
             self.accelerator = self._make_accelerator()
         acc = self.accelerator
+        deterministic = (torch.are_deterministic_algorithms_enabled(),
+                         torch.is_deterministic_algorithms_warn_only_enabled())
         if acc.device.type == "cpu":
             torch.use_deterministic_algorithms(True, warn_only=True)
         self.out.mkdir(parents=True, exist_ok=True)
+        level = logging.getLogger("modweave").level
         handler = self._attach_log_file()
         try:
             if self.train_cfg.log_with and getattr(acc, "log_with", None):
@@ -226,9 +235,11 @@ class ContinualTrainer:
             self._save_progress()
             if self.train_cfg.log_with and getattr(acc, "log_with", None):
                 acc.end_training()
-        finally:
+        finally:  # leave the process as it was (tests and notebooks run several trainers)
+            torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
             if handler is not None:
                 logging.getLogger("modweave").removeHandler(handler)
+                logging.getLogger("modweave").setLevel(level)
                 handler.close()
         result = method_entry(self.progress)
         if acc.is_main_process:

@@ -12,7 +12,8 @@ train:   steps (optimizer steps per stage phase, 100), batch_size (per process, 
 data:    root (the benchmark folder), train ("{modality}_train.jsonl"), test ("{modality}_test.jsonl"),
          base_modalities (modalities trained in the base stage; default: "text" if it has a file, then
          the model's base modalities), max_train / max_test (first N records per modality; null: all),
-         heldout (16: samples held back from the end of each training file, passed to `end_stage`),
+         heldout (16: samples held back from the end of each training file, at most a quarter of it, passed
+         to `end_stage`),
          loader ({modality: {...}}: loader settings over the path spec's `loader`), cache (true: keep
          loaded media in memory), digits (null | {...}: write MCL-Digits into root first when it has no
          meta.json; keys of `write_digits`, e.g. n_train, n_test, modalities).

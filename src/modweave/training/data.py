@@ -89,7 +89,7 @@ class RunData:
                 records = self._records(modality, "test")
             else:
                 records = self._records(modality, "train")
-                n_held = min(self.data.heldout, max(len(records) - 1, 0))
+                n_held = min(self.data.heldout, len(records) // 4)  # never most of a small file
                 records = records[: len(records) - n_held] if part == "train" else records[len(records) - n_held:]
             try:
                 ds = MediaDataset(records, self.root, {modality: self.settings.get(modality, {})})

@@ -6,6 +6,7 @@ precision and several processes through accelerate, in-stage checkpoints and exa
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -32,14 +33,22 @@ class SimulatedKill(BaseException):
 
 
 def _gradient_checkpointing(model: Any, on: bool) -> None:
+    """Activation checkpointing on the LLM and the connectors (transformers' own switch; v5 renamed it)."""
     for module in (model.llm, *model.connectors.values()):
         inner = getattr(module, "qformer", module)
-        fn = getattr(inner, "gradient_checkpointing_enable" if on else "gradient_checkpointing_disable", None)
-        if fn is not None:
-            try:
-                fn(**({"gradient_checkpointing_kwargs": {"use_reentrant": False}} if on else {}))
-            except (ValueError, TypeError) as err:  # a module without checkpointing support
-                logger.debug("gradient checkpointing not available for %s: %s", type(inner).__name__, err)
+        if hasattr(inner, "activation_checkpointing_enable"):
+            fn = inner.activation_checkpointing_enable if on else inner.activation_checkpointing_disable
+            kwargs = {"activation_checkpointing_kwargs": {"use_reentrant": False}} if on else {}
+        elif hasattr(inner, "gradient_checkpointing_enable"):
+            fn = inner.gradient_checkpointing_enable if on else inner.gradient_checkpointing_disable
+            kwargs = {"gradient_checkpointing_kwargs": {"use_reentrant": False}} if on else {}
+        else:
+            logger.debug("no activation checkpointing for %s", type(inner).__name__)
+            continue
+        try:
+            fn(**kwargs)
+        except ValueError as err:  # a model class without checkpointing support
+            logger.warning("activation checkpointing not available for %s: %s", type(inner).__name__, err)
 
 
 def train_phase(*, model: Any, accelerator: Any, stage: str, items: Any, cfg: TrainConfig, seed: int,
@@ -79,7 +88,7 @@ def train_phase(*, model: Any, accelerator: Any, stage: str, items: Any, cfg: Tr
                 batch = collate([items[i] for i in order.indices(step * cfg.grad_accum + micro)])
                 sync = micro == cfg.grad_accum - 1
                 ctx = accelerator.no_sync(wrapped) if not sync and accelerator.num_processes > 1 else _null()
-                with ctx:
+                with ctx, _routing(model, batch, cfg.gradient_checkpointing):
                     loss = wrapped(batch).loss / cfg.grad_accum
                     # every process sees the mean loss, so a non-finite one stops all of them together
                     seen = accelerator.reduce(loss.detach().clone(), reduction="mean")
@@ -125,6 +134,22 @@ def train_phase(*, model: Any, accelerator: Any, stage: str, items: Any, cfg: Tr
     if losses and not math.isfinite(losses[-1][1]):
         raise TrainingError(f"stage '{stage}': final loss is not finite")
     return {"losses": losses, "seconds": seconds, "trainable_params": trainable, "samples": samples}
+
+
+def _routing(model: Any, batch: dict[str, Any], checkpointing: bool) -> contextlib.AbstractContextManager:
+    """Keep the model's routing context set through backward when activation checkpointing is on.
+
+    Checkpointed layers run their forward again during backward, after `model.forward` has left its
+    `context.path(m)` / `context.samples(...)` blocks; modules routed by the context (adapters, per-
+    modality experts) would then recompute with no modality and fail. Training batches of a stage hold
+    one modality, so the context can stay set for the whole step."""
+    stack = contextlib.ExitStack()
+    if checkpointing:
+        stack.enter_context(model.context.samples(batch["modalities"]))
+        media = {m for m, x in zip(batch["modalities"], batch["media"]) if x is not None}
+        if len(media) == 1:
+            stack.enter_context(model.context.path(media.pop()))
+    return stack
 
 
 class _null:
