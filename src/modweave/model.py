@@ -454,5 +454,8 @@ class XModalLM(nn.Module):
         """A collator for this model's tokenizer and prompt layout."""
         from .data.collate import Collator
 
-        qtok = self.tokenizer if getattr(self.connectors[BASE_CONNECTOR], "instruction_input", False) else None
+        qtok = None
+        if getattr(self.connectors[BASE_CONNECTOR], "instruction_input", False):
+            # InstructBLIP's Q-Former reads the instruction with its own (BERT) tokenizer
+            qtok = getattr(self, "qformer_tokenizer", None) or self.tokenizer
         return Collator(self.tokenizer, self.config.prompt, train=train, qformer_tokenizer=qtok, **kwargs)
