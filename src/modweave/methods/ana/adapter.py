@@ -53,54 +53,57 @@ class ModalityExperts(nn.Module):
     def sources(self) -> list[str]:
         return list(self.in_adapters)
 
-    def forward(self, x: torch.Tensor, site_experts: nn.ModuleDict,
-                base_out: torch.Tensor | None = None) -> torch.Tensor:
-        """`x [..., d_in]` -> the mixture `sum_e g_e(x) expert_e(x)` `[..., d_out]`, or `base_out + mixture`
-        when the frozen projection's output `base_out` is given (then fused into one `addmm`).
+    def forward(self, x: torch.Tensor, site_experts: nn.ModuleDict, base: nn.Linear | None = None) -> torch.Tensor:
+        """`x [..., d_in]` -> the mixture `sum_e g_e(x) expert_e(x)` `[..., d_out]`, or, given the site's
+        frozen projection `base` (P), the site output `P(x) + mixture`.
 
-        Computed from folded weights (see `folded`): one matmul for every expert's Down (its in-adapter
-        folded in) and the gate's logits, a softmax, and one matmul for every expert's Up."""
-        down_w, down_b, up_w, up_b, ranks = self.folded(site_experts)
+        Computed from folded weights (see `folded`): with a gate, P's rows, every expert's Down (its
+        in-adapter folded in) and the gate's logits are ONE matmul (x is read once), then a softmax and
+        one `addmm` for every expert's Up added to P(x). With one expert (no gate) P(x) is computed on
+        its own, so an untrained adapter leaves the site output exactly P(x)."""
+        fuse = base is not None and self.gate is not None
+        down_w, down_b, up_w, up_b, ranks = self.folded(site_experts, base if fuse else None)
         h = F.linear(x, down_w, down_b)
         if up_b is not None:  # one expert (no gate): A^m(x) = s * Up(Down(x)), s folded into Up
             mix = F.linear(h, up_w, up_b)
-            return mix if base_out is None else base_out + mix
+            return mix if base is None else F.linear(x, base.weight, base.bias) + mix
         num_e, total_r = len(ranks), sum(ranks)
-        gate = self.gate
-        if gate.training and gate.noise:
-            h, clean, raw = h.split([total_r, num_e, num_e], dim=-1)
-            g = gate.probs_from_logits(clean, raw)
-        else:  # evaluation: no noise branch at all (W_n is not even in the matmul)
-            h, clean = h.split([total_r, num_e], dim=-1)
-            g = torch.softmax(clean, dim=-1)  # [..., E]
+        noisy = self.gate.training and self.gate.noise  # evaluation: no noise branch, W_n not in the matmul
+        sizes = ([base.out_features] if fuse else []) + [total_r, num_e] + ([num_e] if noisy else [])
+        parts = list(h.split(sizes, dim=-1))
+        base_out = parts.pop(0) if fuse else None
+        h, clean = parts[0], parts[1]
+        g = self.gate.probs_from_logits(clean, parts[2]) if noisy else torch.softmax(clean, dim=-1)  # [..., E]
         repeats = ranks[0] if len(set(ranks)) == 1 else torch.tensor(ranks, device=g.device)
         # Up biases ride along as E extra input columns weighted by g: sum_e g_e s_e b_e in the same matmul
         mixed = torch.cat([h * g.repeat_interleave(repeats, dim=-1), g], dim=-1)  # [..., sum r + E]
         if base_out is None:
             return F.linear(mixed, up_w)
         out = torch.addmm(base_out.reshape(-1, base_out.shape[-1]), mixed.reshape(-1, mixed.shape[-1]), up_w.t())
-        return out.view(base_out.shape)
+        return out.view(*base_out.shape)
 
-    def folded(self, site_experts: nn.ModuleDict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
-                                                            torch.Tensor | None, list[int]]:
+    def folded(self, site_experts: nn.ModuleDict, base: nn.Linear | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, list[int]]:
         """The experts as plain low-rank maps: `Â_i(x) = s_i Up_i(F_i(Down_i x)) = U_e (D_e x + c_e) + u_e`
         with `D_e = W_F Down_i.W`, `c_e = W_F Down_i.b + b_F`, `U_e = s_i Up_i.W`, `u_e = s_i Up_i.b`.
 
-        Returns `down_w [sum r + E (+E), d_in]` (gate rows `W_g` and, while noisy, `W_n` appended),
-        `down_b`, `up_w` (`[d_out, sum r]` for one expert, else `[d_out, sum r + E]` with the `u_e` as
-        the last E columns), `up_b` (one expert only) and the ranks. Without autograd the result is
-        cached until a parameter changes (in-place updates bump `_version`, moves change `data_ptr`):
-        inference then costs two matmuls per site. The same ops run with or without the cache, so
-        outputs are identical either way."""
+        Returns `down_w [(d_out +) sum r + E (+E), d_in]` (P's rows first when `base` is given; gate rows
+        `W_g` and, while noisy, `W_n` last), `down_b`, `up_w` (`[d_out, sum r]` for one expert, else
+        `[d_out, sum r + E]` with the `u_e` as the last E columns), `up_b` (one expert only) and the
+        ranks. Without autograd the result is cached until a parameter changes (in-place updates bump
+        `_version`, moves change `data_ptr`): inference then costs two matmuls per site. The same ops
+        run with or without the cache, so outputs are identical either way."""
         params = self.__dict__.get("_fold_params")
         if params is None:  # the experts' structure is fixed once built: list their parameters once
             adapters = [site_experts[s].adapter for s in self.in_adapters] + [self.adapter]
             params = tuple(p for a in adapters for p in a.parameters()) + tuple(self.parameters())
             self.__dict__["_fold_params"] = params
         noisy = self.gate is not None and self.gate.noisy
+        base_params = () if base is None else tuple(p for p in (base.weight, base.bias) if p is not None)
         # in-place updates (optimizer steps, load_state_dict) bump `_version`; a device/dtype move
         # gives every parameter new storage, the first one's included
-        key = (noisy, params[0].data_ptr(), *(p._version for p in params))
+        key = (noisy, params[0].data_ptr(), *(p._version for p in params),
+               *(v for p in base_params for v in (p.data_ptr(), p._version)))
         cache = self.__dict__.get("_folded")
         if cache is not None and cache[0] == key and not torch.is_grad_enabled():
             return cache[1]
@@ -115,8 +118,11 @@ class ModalityExperts(nn.Module):
             out = (downs_w[0], downs_b[0], a.scale * a.up.weight, a.scale * a.up.bias, ranks)
         else:
             rows = [self.gate.w_g.weight] + ([self.gate.w_n.weight] if noisy else [])
-            down_w = torch.cat(downs_w + rows)
-            down_b = torch.cat(downs_b + [w.new_zeros(w.shape[0]) for w in rows])
+            down_b = downs_b + [w.new_zeros(w.shape[0]) for w in rows]
+            if base is not None:
+                rows_b = base.bias if base.bias is not None else base.weight.new_zeros(base.out_features)
+                downs_w, down_b = [base.weight, *downs_w], [rows_b, *down_b]
+            down_w, down_b = torch.cat(downs_w + rows), torch.cat(down_b)
             up_w = torch.cat([a.scale * a.up.weight for a in adapters]
                              + [torch.stack([a.scale * a.up.bias for a in adapters], dim=1)], dim=1)
             out = (down_w, down_b, up_w, None, ranks)

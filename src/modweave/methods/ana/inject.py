@@ -41,12 +41,11 @@ class AdaptedLinear(nn.Linear):
         self.ana = nn.ModuleDict()  # modality -> ModalityExperts, in arrival order
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.linear(x, self.weight, self.bias)  # what nn.Linear.forward computes
         modality = self.context.modality
         if modality is None or modality not in self.ana:
-            return out
+            return F.linear(x, self.weight, self.bias)  # what nn.Linear.forward computes
         # `.forward` directly: this sits on every projection of the Q-Former, module-call overhead shows
-        return self.ana[modality].forward(x, self.ana, base_out=out)
+        return self.ana[modality].forward(x, self.ana, base=self)
 
     def add_modality(self, modality: str, rank: int, noise: bool = True, min_std: float = 0.01) -> ModalityExperts:
         """Create modality's experts here: A^m, one F_i^m per earlier modality i at this site (a copy of
