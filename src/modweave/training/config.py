@@ -95,6 +95,8 @@ def _check(obj: Any, where: str) -> None:
             value = getattr(obj, key)
             if not isinstance(value, int) or value < (0 if key == "steps" else 1):
                 raise ConfigError(f"config key '{where}.{key}': expected a positive integer, got {value!r}")
+        if obj.mixed_precision in (False, None):  # YAML reads a bare `no` as false
+            obj.mixed_precision = "no"
         if obj.mixed_precision not in ("no", "bf16", "fp16"):
             raise ConfigError(f"config key '{where}.mixed_precision': 'no', 'bf16' or 'fp16', got {obj.mixed_precision!r}")
         if obj.log_with not in (None, "tensorboard", "wandb"):
