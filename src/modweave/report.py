@@ -145,3 +145,44 @@ def markdown(report: Mapping[str, Any]) -> str:
         for stage, n in e["trainable_params"].items():
             lines.append(f"| {stage} | {_fmt(n)} | {_fmt(e['train_seconds'].get(stage), 1)} |")
     return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------------------------
+# from a training run's progress.json (train.py)
+
+
+def method_entry(progress: dict[str, Any]) -> dict[str, Any]:
+    """A method's report entry (spec schema) from a run's progress data."""
+    from .metrics import continual_metrics
+
+    rows = [r for r in ["base", *_stage_rows(progress)] if r in progress["rows"]]
+    matrix = [progress["rows"][r]["acc"] for r in rows]
+    learned = [None if (lj is None or lj >= len(matrix)) else lj for lj in progress["learned_at"]]
+    metrics = continual_metrics(matrix, learned, progress["columns"]) if matrix else {}
+    return {
+        "acc_matrix": matrix,
+        "avg_acc": metrics.get("avg_acc"),
+        "plasticity": metrics.get("plasticity"),
+        "forgetting": metrics.get("forgetting"),
+        "bwt": metrics.get("bwt"),
+        "trainable_params": dict(progress["trainable_params"]),
+        "total_params": progress["total_params"],
+        "train_seconds": dict(progress["train_seconds"]),
+        "stages": rows,
+        "plasticity_per_modality": metrics.get("plasticity_per_modality"),
+    }
+
+
+def _stage_rows(progress: dict[str, Any]) -> list[str]:
+    stages = progress.get("config", {}).get("stages", [])
+    return [s["modality"]["name"] for s in stages]
+
+
+def report_from_progress(progress: dict[str, Any], methods: dict[str, Any]) -> dict[str, Any]:
+    """A report holding `methods`, with benchmark / modalities / seed taken from a run's progress."""
+    data = progress.get("config", {}).get("data", {}) or {}
+    benchmark = "mcl-digits" if data.get("digits") is not None else progress.get("name", "run")
+    meta = Path(data["root"]) / "meta.json" if data.get("root") else None
+    if meta is not None and meta.exists():
+        benchmark = json.loads(meta.read_text()).get("benchmark", benchmark)
+    return {"benchmark": benchmark, "modalities": progress["columns"], "seed": progress["seed"], "methods": methods}

@@ -49,12 +49,18 @@ def _seed_everything(*parts: int) -> None:
 
     import numpy as np
 
-    seed = 0
-    for p in parts:
-        seed = (seed * 1_000_003 + int(p)) % (2**31 - 1)
+    seed = hash_seed(parts)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def hash_seed(parts: tuple[int, ...]) -> int:
+    """One seed from (run seed, stage, phase, ...): each stage's randomness is its own."""
+    seed = 0
+    for p in parts:
+        seed = (seed * 1_000_003 + int(p)) % (2**31 - 1)
+    return seed
 
 
 class ContinualTrainer:
@@ -241,11 +247,11 @@ class ContinualTrainer:
                 logging.getLogger("modweave").removeHandler(handler)
                 logging.getLogger("modweave").setLevel(level)
                 handler.close()
+        from .report import method_entry, report_from_progress, write_report
+
         result = method_entry(self.progress)
         if acc.is_main_process:
-            from .report import write_report
-
-            write_report(self.out, build_report(self.progress, {self.progress["method"]: result}),
+            write_report(self.out, report_from_progress(self.progress, {self.progress["method"]: result}),
                          {self.progress["method"]: self.progress["losses"]})
         acc.wait_for_everyone()
         return result
@@ -351,48 +357,6 @@ class ContinualTrainer:
             self._save_progress()
         acc.wait_for_everyone()
 
-
-def hash_seed(parts: tuple[int, ...]) -> int:
-    seed = 0
-    for p in parts:
-        seed = (seed * 1_000_003 + int(p)) % (2**31 - 1)
-    return seed
-
-
-def method_entry(progress: dict[str, Any]) -> dict[str, Any]:
-    """A method's report entry (spec schema) from a run's progress data."""
-    from .metrics import continual_metrics
-
-    rows = [r for r in ["base", *[c for c in _stage_rows(progress)]] if r in progress["rows"]]
-    matrix = [progress["rows"][r]["acc"] for r in rows]
-    learned = [None if (lj is None or lj >= len(matrix)) else lj for lj in progress["learned_at"]]
-    metrics = continual_metrics(matrix, learned, progress["columns"]) if matrix else {}
-    return {
-        "acc_matrix": matrix,
-        "avg_acc": metrics.get("avg_acc"),
-        "plasticity": metrics.get("plasticity"),
-        "forgetting": metrics.get("forgetting"),
-        "bwt": metrics.get("bwt"),
-        "trainable_params": dict(progress["trainable_params"]),
-        "total_params": progress["total_params"],
-        "train_seconds": dict(progress["train_seconds"]),
-        "stages": rows,
-        "plasticity_per_modality": metrics.get("plasticity_per_modality"),
-    }
-
-
-def _stage_rows(progress: dict[str, Any]) -> list[str]:
-    stages = progress.get("config", {}).get("stages", [])
-    return [s["modality"]["name"] for s in stages]
-
-
-def build_report(progress: dict[str, Any], methods: dict[str, Any]) -> dict[str, Any]:
-    data = progress.get("config", {}).get("data", {}) or {}
-    benchmark = "mcl-digits" if data.get("digits") is not None else progress.get("name", "run")
-    meta = Path(data["root"]) / "meta.json" if data.get("root") else None
-    if meta is not None and meta.exists():
-        benchmark = json.loads(meta.read_text()).get("benchmark", benchmark)
-    return {"benchmark": benchmark, "modalities": progress["columns"], "seed": progress["seed"], "methods": methods}
 
 
 def run_training(cfg: RunConfig, out_dir: str | Path, resume: bool = False, **kwargs: Any) -> dict[str, Any]:
