@@ -24,6 +24,8 @@ from typing import Any
 import torch
 
 from .config import ConfigError, RunConfig, to_dict
+from .report import method_entry
+from .report import report_from_progress as build_report  # the name the demo imports from here
 from .training.config import DataConfig, EvalConfig, TrainConfig, parse_section, stage_train_config
 from .training.data import ConcatItems, RunData, batches
 from .training.loop import SimulatedKill, TrainingError, train_phase
@@ -32,7 +34,8 @@ from .utils import atomic_write_bytes, count_params
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ContinualTrainer", "TrainingError", "SimulatedKill", "run_training", "method_label"]
+__all__ = ["ContinualTrainer", "TrainingError", "SimulatedKill", "run_training", "method_label", "method_entry",
+           "build_report"]
 
 CHECKPOINT = "checkpoint"
 PROGRESS = "progress.json"
@@ -247,11 +250,11 @@ class ContinualTrainer:
                 logging.getLogger("modweave").removeHandler(handler)
                 logging.getLogger("modweave").setLevel(level)
                 handler.close()
-        from .report import method_entry, report_from_progress, write_report
+        from .report import write_report
 
         result = method_entry(self.progress)
         if acc.is_main_process:
-            write_report(self.out, report_from_progress(self.progress, {self.progress["method"]: result}),
+            write_report(self.out, build_report(self.progress, {self.progress["method"]: result}),
                          {self.progress["method"]: self.progress["losses"]})
         acc.wait_for_everyone()
         return result
