@@ -1,7 +1,7 @@
 """In-stage trainer checkpoints: trainable parameters, optimizer, schedule, RNG states, step.
 
 DIR/trainer/<stage>/step-000012/ holds
-  params.safetensors  trainable parameters by name, plus the torch RNG state (uint8)
+  params.safetensors  trainable parameters by name, plus the torch (and CUDA) RNG states (uint8)
   optimizer.pt        the optimizer's state_dict (tensors and numbers; read with weights_only=True)
   state.json          step, scheduler state, python/numpy RNG states, the stage's loss history
 A step folder is written under a temp name and renamed (atomic); older step folders are removed
@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 RNG_KEY = "__rng_torch__"
+CUDA_RNG_PREFIX = "__rng_cuda_"
 
 
 def _safe(name: str) -> str:
@@ -64,6 +65,9 @@ def save_trainer_state(root: Path, stage: str, step: int, model: nn.Module, opti
     torch_rng, other_rng = rng_state()
     tensors = {n: p.detach().to("cpu").contiguous().clone() for n, p in model.named_parameters() if p.requires_grad}
     tensors[RNG_KEY] = torch_rng.clone()
+    if torch.cuda.is_available():  # GPU runs: dropout streams continue too (exactness is a CPU promise)
+        for i, st in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"{CUDA_RNG_PREFIX}{i}"] = st.clone()
     save_file(tensors, str(tmp / "params.safetensors"))
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     state = {"stage": stage, "step": step, "scheduler": scheduler.state_dict(), "rng": other_rng, "losses": losses}
@@ -88,6 +92,9 @@ def load_trainer_state(folder: Path, model: nn.Module, optimizer: torch.optim.Op
     state = json.loads((folder / "state.json").read_text())
     tensors = load_file(str(folder / "params.safetensors"))
     torch_rng = tensors.pop(RNG_KEY)
+    cuda_keys = sorted((k for k in list(tensors) if k.startswith(CUDA_RNG_PREFIX)),
+                       key=lambda k: int(k[len(CUDA_RNG_PREFIX):]))
+    cuda_rng = [tensors.pop(k) for k in cuda_keys]
     params = dict(model.named_parameters())
     trainable = {n for n, p in params.items() if p.requires_grad}
     if set(tensors) != trainable:
@@ -101,6 +108,8 @@ def load_trainer_state(folder: Path, model: nn.Module, optimizer: torch.optim.Op
     optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True, map_location="cpu"))
     scheduler.load_state_dict(state["scheduler"])
     set_rng_state(torch_rng, state["rng"])
+    if cuda_rng and torch.cuda.is_available() and len(cuda_rng) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda_rng)
     return state
 
 
