@@ -249,3 +249,14 @@ def test_activation_checkpointing_gives_the_same_training(digits_root, tmp_path,
     a, b = runs[False].model.state_dict(), runs[True].model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not runs[True].model.llm.is_activation_checkpointing  # switched off after the stage
+
+
+def test_log_with_a_tracker_that_is_not_installed_only_warns(digits_root, tmp_path, caplog):
+    import importlib.util
+
+    trainer = ContinualTrainer(_cfg(digits_root, "train.log_with=tensorboard"), tmp_path)
+    with caplog.at_level("WARNING", logger="modweave"):
+        acc = trainer._make_accelerator()
+    installed = importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX")
+    assert bool(acc.log_with) == bool(installed)
+    assert installed or "not installed" in caplog.text
