@@ -12,7 +12,7 @@ from torch.nn import functional as F
 
 from modweave.config import EncoderConfig, ModalitySpec, load_run_config
 from modweave.methods import get_method
-from modweave.methods.ana import Adapter, AdaptedLinear, NoisyGate, adapted_sites, inject
+from modweave.methods.ana import Adapter, AdaptedLinear, ModalityExperts, NoisyGate, adapted_sites, inject
 from modweave.model import XModalLM
 
 REPO = Path(__file__).resolve().parents[2]
@@ -116,8 +116,10 @@ def test_gate_noise_only_in_training_mode():
     assert torch.equal(quiet(x), quiet(x))
 
 
-def test_batched_mixture_equals_sum_of_gated_experts():
+@pytest.mark.parametrize("fuse_devices", [("cpu",), ()], ids=["P-fused-into-Down", "P-separate"])
+def test_batched_mixture_equals_sum_of_gated_experts(fuse_devices, monkeypatch):
     """The two-matmul mixture equals `sum_e g_e(x) * expert_e(x)` computed expert by expert."""
+    monkeypatch.setattr(ModalityExperts, "fuse_base_devices", fuse_devices)
     torch.manual_seed(1)
     site = AdaptedLinear(torch.nn.Linear(12, 20), context=SimpleNamespace(modality="c"))
     for name, rank in (("a", 4), ("b", 8), ("c", 6)):

@@ -42,6 +42,9 @@ class ModalityExperts(nn.Module):
     The earlier adapters A^i are read from the site's other `ModalityExperts` (frozen: they belong to
     their own steps); only this module's parameters train at step m."""
 
+    #: device types where P's rows join the experts' Down matmul (see `forward`)
+    fuse_base_devices: tuple[str, ...] = ("cpu",)
+
     def __init__(self, d_in: int, d_out: int, rank: int, sources: dict[str, int],
                  noise: bool = True, min_std: float = 0.01):
         super().__init__()
@@ -61,7 +64,9 @@ class ModalityExperts(nn.Module):
         in-adapter folded in) and the gate's logits are ONE matmul (x is read once), then a softmax and
         one `addmm` for every expert's Up added to P(x). With one expert (no gate) P(x) is computed on
         its own, so an untrained adapter leaves the site output exactly P(x)."""
-        fuse = base is not None and self.gate is not None
+        # measured (benchmarks/ana_overhead.py): fusing P into the Down matmul helps on CPU, but on CUDA
+        # the odd GEMM width (d_out + sum r + E) picks slower kernels, so there P runs on its own
+        fuse = base is not None and self.gate is not None and x.device.type in self.fuse_base_devices
         down_w, down_b, up_w, up_b, ranks = self.folded(site_experts, base if fuse else None)
         h = F.linear(x, down_w, down_b)
         if up_b is not None:  # one expert (no gate): A^m(x) = s * Up(Down(x)), s folded into Up
@@ -77,6 +82,8 @@ class ModalityExperts(nn.Module):
         repeats = ranks[0] if len(set(ranks)) == 1 else torch.tensor(ranks, device=g.device)
         # Up biases ride along as E extra input columns weighted by g: sum_e g_e s_e b_e in the same matmul
         mixed = torch.cat([h * g.repeat_interleave(repeats, dim=-1), g], dim=-1)  # [..., sum r + E]
+        if base_out is None and base is not None:
+            base_out = F.linear(x, base.weight, base.bias)
         if base_out is None:
             return F.linear(mixed, up_w)
         out = torch.addmm(base_out.reshape(-1, base_out.shape[-1]), mixed.reshape(-1, mixed.shape[-1]), up_w.t())
