@@ -103,7 +103,7 @@ def run_demo(out: str | Path = "runs/demo", methods: list[str] | None = None, qu
     data_root = out / "data"
     if not (data_root / "meta.json").exists():
         logger.info("writing MCL-Digits to %s", data_root)
-        write_digits(data_root, seed=seed, progress=True)
+        write_digits(data_root, seed=seed, progress=True, **(cfg.data.get("digits") or {}))
     meta = json.loads((data_root / "meta.json").read_text())
     if meta.get("seed") != seed:
         raise ValueError(f"{data_root} holds MCL-Digits of seed {meta.get('seed')}, not {seed}: use another --out")

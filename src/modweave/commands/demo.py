@@ -11,8 +11,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "audio, depth and point cloud with each method, and compare what each "
                                    "learned and kept.")
     p.add_argument("--out", default="runs/demo", help="output folder (data, checkpoints, report); default runs/demo")
-    p.add_argument("--methods", nargs="+", metavar="METHOD",
-                   help="methods to compare (default: ana moextend finetune lora separate frozen)")
+    p.add_argument("--methods", metavar="M1,M2", type=lambda s: [m for m in s.split(",") if m],
+                   help="comma-separated methods to compare (default: ana,moextend,finetune,lora,separate,frozen)")
     p.add_argument("--quick", action="store_true", help="a reduced budget (about two minutes)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data and of every run (default 0)")
     p.add_argument("overrides", nargs="*", help="key=value overrides of the demo preset (e.g. train.steps=100)")
