@@ -37,11 +37,14 @@ class MediaDataset(Dataset):
     and may not escape it. ``settings_by_modality`` maps a modality to its settings (instance or dict).
     """
 
-    def __init__(self, records: Sequence[Record | Mapping[str, Any]], root: str | Path, settings_by_modality: Mapping[str, Any] | None = None):
+    def __init__(self, records: Sequence[Record | Mapping[str, Any]], root: str | Path, settings_by_modality: Mapping[str, Any] | None = None,
+                 media_cache: dict | None = None):
         self.records = [r if isinstance(r, Record) else Record(**{k: v for k, v in r.items() if k in Record.__dataclass_fields__}) for r in records]
         self.root = Path(root)
         settings_by_modality = dict(settings_by_modality or {})
         self.settings = {m: get_modality(m).make_settings(settings_by_modality.get(m)) for m in {r.modality for r in self.records} | set(settings_by_modality)}
+        # several records often share one file (a question each about the same clip): load it once
+        self.media_cache = media_cache
 
     def __len__(self) -> int:
         return len(self.records)
@@ -55,7 +58,13 @@ class MediaDataset(Dataset):
                 path = resolve_media(r.media, self.root)
             except ValueError as err:
                 raise AnnotationError(r.source or r.id, str(err)) from None
-            media = modality.load(path, self.settings[r.modality])
+            key = (r.modality, str(path), repr(self.settings[r.modality]))
+            if self.media_cache is not None and key in self.media_cache:
+                media = self.media_cache[key]
+            else:
+                media = modality.load(path, self.settings[r.modality])
+                if self.media_cache is not None:
+                    self.media_cache[key] = media
         return {
             "id": r.id,
             "modality": r.modality,

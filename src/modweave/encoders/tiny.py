@@ -99,9 +99,9 @@ class PointNetEncoder(nn.Module):
         if self.anchors.shape[0] == 1:
             return self.norm(feats.max(dim=1, keepdim=True).values)
         group = (x[..., :3] @ self.anchors.T).argmax(-1)  # [N, P]
-        mask = torch.nn.functional.one_hot(group, self.anchors.shape[0]).bool()  # [N, P, G]
-        masked = feats.unsqueeze(2).masked_fill(~mask.unsqueeze(-1), -math.inf)  # [N, P, G, D]
-        pooled = masked.max(dim=1).values  # [N, G, D]
+        index = group.unsqueeze(-1).expand_as(feats)  # [N, P, D]
+        init = feats.new_full((feats.shape[0], self.anchors.shape[0], feats.shape[-1]), -math.inf)
+        pooled = init.scatter_reduce(1, index, feats, reduce="amax")  # [N, G, D]: max inside each group
         pooled = torch.where(torch.isinf(pooled), torch.zeros_like(pooled), pooled)  # empty group -> 0
         return self.norm(pooled)
 

@@ -62,6 +62,7 @@ class RunData:
             write_digits(self.root, **{"progress": False, "overwrite": True, **data.digits})
         self.settings = loader_settings(cfg, data)
         self._cache: dict[tuple[str, str], CachedDataset] = {}
+        self._media: dict | None = {} if data.cache else None  # one tensor per media file, shared by records
 
     def file(self, modality: str, split: str) -> Path:
         pattern = self.data.train if split == "train" else self.data.test
@@ -92,7 +93,7 @@ class RunData:
                 n_held = min(self.data.heldout, len(records) // 4)  # never most of a small file
                 records = records[: len(records) - n_held] if part == "train" else records[len(records) - n_held:]
             try:
-                ds = MediaDataset(records, self.root, {modality: self.settings.get(modality, {})})
+                ds = MediaDataset(records, self.root, {modality: self.settings.get(modality, {})}, media_cache=self._media)
             except TypeError as err:
                 raise ConfigError(f"config key 'data.loader.{modality}' (or the path spec's loader): {err}") from None
             self._cache[key] = CachedDataset(ds, self.data.cache)
