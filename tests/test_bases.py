@@ -102,3 +102,42 @@ def test_mismatching_checkpoint_is_a_clear_error(reference):
     model = build_empty(tiny_config(), "tiny", "float32")
     with pytest.raises(CheckpointError, match=r"unfilled .*connectors.base.qformer.encoder.layer.1"):
         load_instructblip_weights(model, iter([("shard-1", state)]))
+
+
+def test_a_run_on_an_instructblip_base_saves_and_reloads(reference, tmp_path):
+    """`model.base: instructblip:<dir>` builds the base from the checkpoint; a grown model saved on it
+    reloads with the base re-read from the checkpoint and only modweave's own tensors from the stage files."""
+    from modweave.config import ModelConfig
+    from modweave.model import XModalLM
+    from modweave.tokenizer import build_word_tokenizer
+
+    _, path = reference
+    tok = build_word_tokenizer(["question : what digit is shown ? answer : seven video :"])
+    tok.save_pretrained(str(path))
+    tok.save_pretrained(str(path / "qformer_tokenizer"))
+    cfg = ModelConfig(base=f"instructblip:{path}")
+    cfg.llm.dtype = "float32"
+    model = XModalLM.build(cfg)
+    ck = tmp_path / "ck"
+    model.end_stage(ck)
+    model.add_modality("video", method="ana", encoder="image", cue=" video: ")
+    with torch.no_grad():
+        for p in model.trainable_parameters().values():
+            p.add_(torch.randn_like(p) * 0.05)
+    model.end_stage(ck)
+    model.eval()
+    g = torch.Generator().manual_seed(0)
+    items = [{"id": "a", "modality": "video", "media": torch.rand(2, 3, 16, 16, generator=g),
+              "prompt": "what digit is shown ?", "answer": "seven"},
+             {"id": "b", "modality": "image", "media": torch.rand(3, 16, 16, generator=g),
+              "prompt": "what digit is shown ?", "answer": "seven"}]
+    expected = model(model.collator()(items)).logits
+    loaded = XModalLM.from_pretrained(ck)
+    assert loaded.config.base == f"instructblip:{path}"
+    assert torch.equal(loaded(loaded.collator()(items)).logits, expected)
+    from safetensors import safe_open
+
+    with safe_open(str(ck / "stage-01-video.safetensors"), "pt") as fh:
+        keys = list(fh.keys())
+    # the video step's own tensors only: its path and its adapters inside the (hub-loaded) Q-Former
+    assert keys and all(k.startswith("paths.video.") or ".ana.video." in k for k in keys)

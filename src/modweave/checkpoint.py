@@ -69,7 +69,8 @@ def stage_tensors(model: "XModalLM", index: int) -> dict[str, torch.Tensor]:
         ids = {id(p) for p in impl.trainable(model, record.modality, record.phase, record.settings)}
         trained = {n for n, p in model.named_parameters() if id(p) in ids}
     keys = (model._stage_keys[index] | trained) & set(state)
-    keys -= _external(model)
+    if index == 0:  # the base's hub weights are referenced, not copied; modules added later inside
+        keys -= _external(model)  # them (adapters) and tensors later stages train are always saved
     return {k: state[k] for k in sorted(keys)}
 
 

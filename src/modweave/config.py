@@ -109,6 +109,10 @@ class PromptConfig:
 
 @dataclass
 class ModelConfig:
+    """`base`: a ready-made base built from a real checkpoint instead of the parts below, e.g.
+    `instructblip:Salesforce/instructblip-vicuna-7b` (see modweave.bases); its parts then describe it."""
+
+    base: str | None = None
     llm: LLMConfig = field(default_factory=LLMConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     connector: ConnectorConfig = field(default_factory=ConnectorConfig)

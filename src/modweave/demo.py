@@ -61,8 +61,8 @@ def method_config(base: RunConfig, method: str) -> RunConfig:
         st.method = method
         st.settings = {**extra["settings"], **st.settings}
         st.train = {**extra["train"], **st.train}
-        if method == "moextend":  # three phases share the stage's step budget
-            st.train.setdefault("steps", max(1, _steps(cfg) // 2))
+        if method == "moextend":  # its three phases share the stage's step budget
+            st.train.setdefault("steps", max(1, _steps(cfg) // 3))
     return cfg
 
 

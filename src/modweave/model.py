@@ -83,6 +83,10 @@ class XModalLM(nn.Module):
     @classmethod
     def build(cls, config: ModelConfig, device: str | torch.device | None = None) -> "XModalLM":
         """Build the base model from `config` (`device="meta"`: architecture only, no weights)."""
+        if config.base:  # a ready-made base from a real checkpoint (e.g. InstructBLIP)
+            from .bases import build_base
+
+            return build_base(config, device)
         meta = device is not None and torch.device(device).type == "meta"
         tokenizer = None if (meta and config.tokenizer.kind == "hf") else build_tokenizer(config.tokenizer)
         special = {}

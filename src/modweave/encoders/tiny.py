@@ -35,7 +35,9 @@ class PatchImageEncoder(nn.Module):
         self.output_width = width
         self.patch = nn.Conv2d(channels, width, patch, patch)
         n = (image_size // patch) ** 2
-        self.pos = nn.Parameter(torch.randn(1, n, width) * 0.02)
+        # strong (std 0.5) frozen position codes: with weak ones the tokens are a bag of patches and
+        # where a stroke is (the digit itself, its position) is lost to the connector
+        self.pos = nn.Parameter(torch.randn(1, n, width) * 0.5)
         self.trunk = _trunk(width, layers, heads)
         self.norm = nn.LayerNorm(width)
 
@@ -58,7 +60,7 @@ class FilterbankAudioEncoder(nn.Module):
         self.n_mels, self.patch_frames = n_mels, patch_frames
         self.output_width = width
         self.patch = nn.Conv1d(n_mels, width, patch_frames, patch_frames)
-        self.pos = nn.Parameter(torch.randn(1, max_frames // patch_frames, width) * 0.02)
+        self.pos = nn.Parameter(torch.randn(1, max_frames // patch_frames, width) * 0.5)  # when, not just what
         self.trunk = _trunk(width, layers, heads)
         self.norm = nn.LayerNorm(width)
 
