@@ -76,3 +76,12 @@ def test_unknown_method_is_one_line(tmp_path, capsys):
 def test_bad_override_names_the_key(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "train.bogus=1"]) == 2
     assert "train.bogus" in capsys.readouterr().err
+
+
+def test_a_different_budget_in_the_same_folder_is_refused(tmp_path, capsys):
+    from modweave.demo import _claim
+
+    _claim(tmp_path, {"seed": 0, "quick": True, "overrides": []})
+    _claim(tmp_path, {"seed": 0, "quick": True, "overrides": []})  # same budget: resumes
+    assert main(["demo", "--out", str(tmp_path)]) == 2
+    assert "use another --out" in capsys.readouterr().err

@@ -38,8 +38,9 @@ METHOD_STAGE = {
     "separate": {"settings": {}, "train": {"lr": 1.0e-3}},
     "frozen": {"settings": {}, "train": {"lr": 5.0e-3}},
 }
-# --quick: the same pipeline on a reduced budget (minutes -> under two)
-QUICK = ["train.base.steps=150", "train.steps=40", "data.max_test=120", "data.heldout=32"]
+# --quick: the same pipeline on a reduced budget and a smaller MCL-Digits (under two minutes)
+QUICK = ["train.base.steps=100", "train.steps=20", "data.max_test=60", "data.heldout=16",
+         "data.digits.n_train=300", "data.digits.n_test=30"]
 
 
 def demo_config(overrides: list[str] | None = None, quick: bool = False, seed: int = 0) -> RunConfig:
@@ -98,6 +99,7 @@ def run_demo(out: str | Path = "runs/demo", methods: list[str] | None = None, qu
         raise ValueError(f"unknown method '{unknown[0]}' (known: {', '.join(list_methods())})")
     out = Path(out)
     cfg = demo_config(overrides, quick, seed)
+    _claim(out, {"seed": seed, "quick": quick, "overrides": list(overrides or [])})
     t_start = time.perf_counter()
 
     data_root = out / "data"
@@ -136,6 +138,19 @@ def run_demo(out: str | Path = "runs/demo", methods: list[str] | None = None, qu
     report["wall_seconds"] = round(time.perf_counter() - t_start, 1)
     write_report(out, report, histories)
     return report
+
+
+def _claim(out: Path, budget: dict[str, Any]) -> None:
+    """Runs in `out` resume only with the same seed and budget: a quick base must never be reused by a
+    full demo (and vice versa), so a different budget in the same folder is refused."""
+    path = out / "demo.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old != budget:
+            raise ValueError(f"{out} holds a demo run with {old}, not {budget}: use another --out")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(budget))
 
 
 def _run(trainer_cls: Any, cfg: RunConfig, run_dir: Path, shared: Any) -> dict[str, Any]:

@@ -10,7 +10,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Write MCL-Digits, train a small MoE MLLM on text + image, grow it by video, "
                                    "audio, depth and point cloud with each method, and compare what each "
                                    "learned and kept.")
-    p.add_argument("--out", default="runs/demo", help="output folder (data, checkpoints, report); default runs/demo")
+    p.add_argument("--out", help="output folder (data, checkpoints, report); default runs/demo (runs/demo-quick)")
     p.add_argument("--methods", metavar="M1,M2", type=lambda s: [m for m in s.split(",") if m],
                    help="comma-separated methods to compare (default: ana,moextend,finetune,lora,separate,frozen)")
     p.add_argument("--quick", action="store_true", help="a reduced budget (about two minutes)")
@@ -25,9 +25,10 @@ def run(args: argparse.Namespace) -> int:
     from ..demo import run_demo, summary_table
 
     t0 = time.perf_counter()
-    report = run_demo(args.out, args.methods, args.quick, args.seed, args.overrides)
+    out = args.out or ("runs/demo-quick" if args.quick else "runs/demo")
+    report = run_demo(out, args.methods, args.quick, args.seed, args.overrides)
     print()
     print(summary_table(report))
-    print(f"\nreport: {args.out}/report.md, {args.out}/report.json, plots: {args.out}/accuracy_matrix.png "
+    print(f"\nreport: {out}/report.md, {out}/report.json, plots: {out}/accuracy_matrix.png "
           f"({time.perf_counter() - t0:.0f} s)")
     return 0
