@@ -50,7 +50,12 @@ def demo_config(overrides: list[str] | None = None, quick: bool = False, seed: i
         data = load_yaml(path)
     data.pop("_dir", None)
     data["seed"] = seed
-    return run_config(apply_overrides(data, (QUICK if quick else []) + list(overrides or [])))
+    cfg = run_config(apply_overrides(data, (QUICK if quick else []) + list(overrides or [])))
+    from .training.config import DataConfig, EvalConfig, TrainConfig, parse_section
+
+    for cls, key in ((TrainConfig, "train"), (DataConfig, "data"), (EvalConfig, "eval")):
+        parse_section(cls, getattr(cfg, key), key)  # a bad key fails now, not after writing the data
+    return cfg
 
 
 def method_config(base: RunConfig, method: str) -> RunConfig:
