@@ -260,3 +260,15 @@ def test_log_with_a_tracker_that_is_not_installed_only_warns(digits_root, tmp_pa
     installed = importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX")
     assert bool(acc.log_with) == bool(installed)
     assert installed or "not installed" in caplog.text
+
+
+def test_phase_overrides_apply_to_their_phase_only():
+    from modweave.config import ConfigError
+    from modweave.training.config import TrainConfig, phase_train_configs
+
+    cfgs = phase_train_configs(TrainConfig(lr=1e-3, steps=10), {"steps": 4, "phases": {"finetune": {"lr": 2e-5}}},
+                               ("align", "extender", "finetune"), "stages[0].train")
+    assert {p: (c.lr, c.steps) for p, c in cfgs.items()} == {
+        "align": (1e-3, 4), "extender": (1e-3, 4), "finetune": (2e-5, 4)}
+    with pytest.raises(ConfigError, match=r"stages\[0\].train.phases.tune"):
+        phase_train_configs(TrainConfig(), {"phases": {"tune": {}}}, ("align",), "stages[0].train")

@@ -31,10 +31,9 @@ QUANT_BYTES = {None: None, "none": None, "8bit": 1.0, "4bit": 0.5}
 
 
 def _phase_train(stage_train: dict[str, Any], phase: str) -> dict[str, Any]:
-    """The trainer settings of one phase (presets give either one dict or one per phase)."""
-    if isinstance(stage_train.get(phase), dict):
-        return stage_train[phase]
-    return {k: v for k, v in stage_train.items() if not isinstance(v, dict)}
+    """The trainer settings of one phase: the stage's, then its `phases.<phase>` overrides."""
+    flat = {k: v for k, v in stage_train.items() if not isinstance(v, dict)}
+    return {**flat, **((stage_train.get("phases") or {}).get(phase) or {})}
 
 
 def _llm_shape(model: XModalLM) -> dict[str, int]:
@@ -94,11 +93,10 @@ def estimate_memory(cfg: RunConfig, micro_batch: int | None = None, seq_len: int
         raise ValueError(f"quantization must be one of 8bit, 4bit, none (got {quantization!r})")
     quant = QUANT_BYTES[quantization]
     model = XModalLM.build(cfg.model, device="meta")
-    per_gpu = cfg.train.get("num_gpus") is not None  # PathWeave presets give batch sizes per GPU
     rows: dict[str, dict[str, Any]] = {}
 
     def row(name: str, train: dict[str, Any], frames: int, modality: str | None) -> None:
-        b = micro_batch or (int(train.get("batch_size", 4)) if per_gpu else min(int(train.get("batch_size", 4)), 4))
+        b = micro_batch or int(train.get("batch_size", 4))  # the trainer's batch_size is per process
         media = frames * _media_tokens(model, modality, media_tokens) if modality else 0
         s = seq_len or int(train.get("max_length") or prompt_tokens + media)
         w, o = _weights_bytes(model, quant), _optimizer_bytes(model)

@@ -26,7 +26,7 @@ import torch
 from .config import ConfigError, RunConfig, to_dict
 from .report import method_entry
 from .report import report_from_progress as build_report  # the name the demo imports from here
-from .training.config import DataConfig, EvalConfig, TrainConfig, parse_section, stage_train_config
+from .training.config import DataConfig, EvalConfig, TrainConfig, parse_section, phase_train_configs, stage_train_config
 from .training.data import ConcatItems, RunData, batches
 from .training.loop import SimulatedKill, TrainingError, train_phase
 from .training.state import clear_stage
@@ -58,6 +58,15 @@ def _seed_everything(*parts: int) -> None:
     torch.manual_seed(seed)
 
 
+def _phases(method: str, where: str) -> tuple[str, ...]:
+    from .methods import get_method
+
+    try:
+        return get_method(method).phases
+    except ValueError as err:
+        raise ConfigError(f"config key '{where}': {err}") from None
+
+
 def hash_seed(parts: tuple[int, ...]) -> int:
     """One seed from (run seed, stage, phase, ...): each stage's randomness is its own."""
     seed = 0
@@ -78,7 +87,8 @@ class ContinualTrainer:
         self.train_cfg: TrainConfig = parse_section(TrainConfig, cfg.train, "train")
         self.data_cfg: DataConfig = parse_section(DataConfig, cfg.data, "data")
         self.eval_cfg: EvalConfig = parse_section(EvalConfig, cfg.eval, "eval")
-        self.stage_cfgs = [stage_train_config(self.train_cfg, s.train, f"stages[{i}].train")
+        self.stage_cfgs = [phase_train_configs(self.train_cfg, s.train, _phases(s.method, f"stages[{i}].method"),
+                                               f"stages[{i}].train")
                            for i, s in enumerate(cfg.stages)]
         self.base_cfg = stage_train_config(self.train_cfg, self.train_cfg.base, "train.base")
         self.data = RunData(cfg, self.data_cfg)
@@ -335,7 +345,8 @@ class ContinualTrainer:
         for p_index in range(len(done), len(names)):
             name = names[p_index]
             assert self.model.stages[-1].name == name, (self.model.stages[-1].name, name)
-            self._train(name, self.data.train(m), self.stage_cfgs[index], (self.cfg.seed, index + 1, p_index))
+            self._train(name, self.data.train(m), self.stage_cfgs[index][impl.phases[p_index]],
+                        (self.cfg.seed, index + 1, p_index))
             self._end_stage(name, heldout or None)
             if p_index + 1 < len(names):
                 self.model.next_phase()

@@ -8,7 +8,9 @@ train:   steps (optimizer steps per stage phase, 100), batch_size (per process, 
          "fp16", GPU only), gradient_checkpointing (false), checkpoint_every (0: only at stage ends),
          log_every (10), log_with (null | "tensorboard" | "wandb"), num_workers (0), cpu (false: use a
          GPU when there is one), progress (true), base ({...}: overrides for the base stage, e.g. steps).
-         A stage's own `train:` mapping overrides these for that stage (every phase of it).
+         A stage's own `train:` mapping overrides these for that stage (every phase of it); its
+         `phases: {<phase>: {...}}` overrides one phase of a multi-phase method (e.g. MoExtend's
+         align / extender / finetune learning rates).
 data:    root (the benchmark folder), train ("{modality}_train.jsonl"), test ("{modality}_test.jsonl"),
          base_modalities (modalities trained in the base stage; default: "text" if it has a file, then
          the model's base modalities), max_train / max_test (first N records per modality; null: all),
@@ -104,6 +106,18 @@ def _check(obj: Any, where: str) -> None:
         obj.betas = tuple(obj.betas)  # YAML lists
     if isinstance(obj, EvalConfig) and obj.qa_mode not in ("generate", "rank"):
         raise ConfigError(f"config key '{where}.qa_mode': 'generate' or 'rank', got {obj.qa_mode!r}")
+
+
+def phase_train_configs(base: TrainConfig, overrides: dict[str, Any], phases: tuple[str, ...],
+                        where: str) -> dict[str, TrainConfig]:
+    """Each phase's config: `base`, the stage's `train:` overrides, then its `phases.<phase>` ones."""
+    overrides = dict(overrides)
+    per_phase = dict(overrides.pop("phases", None) or {})
+    unknown = sorted(set(per_phase) - set(phases))
+    if unknown:
+        raise ConfigError(f"unknown config key '{where}.phases.{unknown[0]}' (phases: {', '.join(phases)})")
+    stage = stage_train_config(base, overrides, where)
+    return {p: stage_train_config(stage, per_phase.get(p) or {}, f"{where}.phases.{p}") for p in phases}
 
 
 def stage_train_config(base: TrainConfig, overrides: dict[str, Any], where: str) -> TrainConfig:

@@ -1,0 +1,28 @@
+"""Every shipped YAML preset parses: model, stages, and the trainer's train / data / eval keys (per phase)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from modweave.config import load_run_config
+from modweave.methods import get_method
+from modweave.training.config import DataConfig, EvalConfig, TrainConfig, parse_section, phase_train_configs
+
+REPO = Path(__file__).resolve().parents[1]
+PRESETS = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "configs").rglob("*.yaml"))
+PRESETS.append("src/modweave/presets/demo.yaml")
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_preset_parses_for_the_trainer(preset):
+    cfg = load_run_config(REPO / preset)
+    train = parse_section(TrainConfig, cfg.train, "train")
+    parse_section(DataConfig, cfg.data, "data")
+    parse_section(EvalConfig, cfg.eval, "eval")
+    for i, st in enumerate(cfg.stages):
+        impl = get_method(st.method)
+        impl.check_settings(dict(st.settings))
+        per_phase = phase_train_configs(train, st.train, impl.phases, f"stages[{i}].train")
+        assert set(per_phase) == set(impl.phases)
