@@ -19,14 +19,21 @@ from _demo_model import demo_base, items
 
 
 def latency(model, batch, repeats: int, tokens: int) -> float:
-    for _ in range(2):
-        model.generate(batch, max_new_tokens=tokens)
-    times = []
+    return interleaved([(model, batch)], repeats, tokens)[0]
+
+
+def interleaved(runs: list, repeats: int, tokens: int) -> list[float]:
+    """Median latency of each (model, batch), measured alternately so machine noise hits all alike."""
+    for model, batch in runs:
+        for _ in range(2):
+            model.generate(batch, max_new_tokens=tokens)
+    times: list[list[float]] = [[] for _ in runs]
     for _ in range(repeats):
-        t = time.perf_counter()
-        model.generate(batch, max_new_tokens=tokens)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        for i, (model, batch) in enumerate(runs):
+            t = time.perf_counter()
+            model.generate(batch, max_new_tokens=tokens)
+            times[i].append(time.perf_counter() - t)
+    return [statistics.median(t) for t in times]
 
 
 def main() -> None:
@@ -47,7 +54,7 @@ def main() -> None:
     base.eval(), grown.eval()
     collate = base.collator(train=False)
     batch = collate(items("image", args.batch))
-    t_base, t_grown = latency(base, batch, args.repeats, args.tokens), latency(grown, batch, args.repeats, args.tokens)
+    t_base, t_grown = interleaved([(base, batch), (grown, batch)], args.repeats, args.tokens)
     print(f"image batch {args.batch}, {args.tokens} new tokens, {torch.get_num_threads()} threads, "
           f"median of {args.repeats}")
     print(f"base (image path only):        {1000 * t_base:8.1f} ms")

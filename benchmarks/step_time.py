@@ -17,9 +17,12 @@ import time
 import torch
 
 from _demo_model import demo_base, items
+from modweave.demo import METHOD_STAGE
 from modweave.methods import list_methods
 
-SETTINGS = {"moextend": {"layers": [0, 1], "routing": "modality"}}
+# the demo's per-method settings; MoExtend extends both layers (no extender statistics needed)
+SETTINGS = {m: dict(v["settings"]) for m, v in METHOD_STAGE.items()}
+SETTINGS["moextend"]["layers"] = [0, 1]
 
 
 def step_time(model, batch, repeats: int, warmup: int = 2) -> float:
