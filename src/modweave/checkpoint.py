@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -97,19 +98,13 @@ def write_stage(model: "XModalLM", save_dir: Path, index: int) -> None:
 
 
 def _save_tokenizer(model: "XModalLM", save_dir: Path) -> None:
+    """Write the tokenizer into a temp folder, then swap it in (a half-written one is never read)."""
     if model.tokenizer is None:
         return
-    tmp = save_dir / ".tokenizer.tmp"
-    if tmp.exists():
-        import shutil
-
-        shutil.rmtree(tmp)
+    tmp, final = save_dir / ".tokenizer.tmp", save_dir / "tokenizer"
+    shutil.rmtree(tmp, ignore_errors=True)
     model.tokenizer.save_pretrained(str(tmp))
-    final = save_dir / "tokenizer"
-    if final.exists():
-        import shutil
-
-        shutil.rmtree(final)
+    shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
 
 
@@ -202,7 +197,6 @@ def load_pretrained(save_dir: Path, upto: str | None = None, device: str | torch
     """Rebuild the model saved in `save_dir` as it was after stage/modality `upto` (default: the last)."""
     from .model import StageRecord, XModalLM
     from .methods import get_method
-    from .tokenizer import SPECIAL_TOKENS  # noqa: F401  (keeps tokenizer module loaded)
 
     save_dir = Path(save_dir)
     manifest = read_manifest(save_dir)

@@ -15,6 +15,7 @@ def stage_param_counts(cfg: RunConfig, device: str = "meta") -> dict[str, Any]:
     `reference_connector` is the size of one full connector (Q-Former + projection, or projector):
     what a connector per modality would train at each step (the paper's 98.7% comparison)."""
     model = XModalLM.build(cfg.model, device=device)
+    ref = count_params(model.connectors[BASE_CONNECTOR])  # before any method adds modules inside it
     stages: dict[str, dict[str, int]] = {}
     if cfg.base_train is not None:
         model.set_base_trainable(**cfg.base_train)
@@ -27,16 +28,19 @@ def stage_param_counts(cfg: RunConfig, device: str = "meta") -> dict[str, Any]:
             stages[record.name] = {"trainable": count_params(model, True), "total": count_params(model)}
             model.end_stage()
             record = model.next_phase()
-    ref = count_params(model.connectors[BASE_CONNECTOR])
     return {"stages": stages, "reference_connector": ref}
 
 
 def format_table(counts: dict[str, Any]) -> str:
+    """A table; the last column compares each step with training a full connector for the modality."""
     ref = counts["reference_connector"]
-    rows = [f"{'stage':<22}{'trainable':>16}{'total':>18}{'vs. full connector':>20}"]
+    rows = [f"{'stage':<22}{'trainable':>16}{'total':>18}{'vs. a full connector':>22}"]
     for name, c in counts["stages"].items():
-        frac = f"{100 * (1 - c['trainable'] / ref):.1f}% fewer" if name != "base" and ref else ""
-        rows.append(f"{name:<22}{c['trainable']:>16,}{c['total']:>18,}{frac:>20}")
-    rows.append(f"(full connector = Q-Former/projector + LLM projection: {ref:,} parameters)")
+        cmp = ""
+        if name != "base" and ref:
+            frac = c["trainable"] / ref
+            cmp = f"{100 * (1 - frac):.1f}% fewer" if frac < 1 else f"{frac:.2f}x"
+        rows.append(f"{name:<22}{c['trainable']:>16,}{c['total']:>18,}{cmp:>22}")
+    rows.append(f"(a full connector = the base's Q-Former/projector + LLM projection: {ref:,} parameters)")
     return "\n".join(rows)
 

@@ -26,9 +26,13 @@ def plot_accuracy_matrices(report: Mapping[str, Any], path: Path) -> Path:
     methods = list(report["methods"].items())
     mods = report["modalities"]
     n_rows = max((len(e["acc_matrix"]) for _, e in methods), default=1)
-    width = (1.8 + 0.9 * len(mods)) * max(len(methods), 1)
-    fig, axes = plt.subplots(1, max(len(methods), 1), figsize=(width, 1.4 + 0.6 * n_rows), squeeze=False)
-    for ax, (name, e) in zip(axes[0], methods):
+    cols = min(3, max(len(methods), 1))  # a grid of at most 3 per row stays readable
+    grid = -(-max(len(methods), 1) // cols)
+    fig, axes = plt.subplots(grid, cols, figsize=((2.2 + 0.9 * len(mods)) * cols, (1.6 + 0.6 * n_rows) * grid),
+                             squeeze=False)
+    for ax in axes.flat[len(methods):]:
+        ax.axis("off")
+    for ax, (name, e) in zip(axes.flat, methods):
         matrix = np.array([[np.nan if v is None else v for v in row] for row in e["acc_matrix"]], dtype=float)
         rows = e.get("stages") or [f"stage {i}" for i in range(len(matrix))]
         ax.set_title(name)
@@ -56,8 +60,12 @@ def plot_losses(histories: Mapping[str, Mapping[str, list]], path: Path) -> Path
     """Training loss per stage, one panel per method (x: steps run through the stages in order)."""
     plt = _pyplot()
     methods = [(n, h) for n, h in histories.items() if h]
-    fig, axes = plt.subplots(1, len(methods), figsize=(4.5 * len(methods), 3.2), squeeze=False)
-    for ax, (name, stages) in zip(axes[0], methods):
+    cols = min(3, max(len(methods), 1))
+    grid = -(-max(len(methods), 1) // cols)
+    fig, axes = plt.subplots(grid, cols, figsize=(4.5 * cols, 3.2 * grid), squeeze=False)
+    for ax in axes.flat[len(methods):]:
+        ax.axis("off")
+    for ax, (name, stages) in zip(axes.flat, methods):
         offset = 0
         for stage, points in stages.items():
             if not points:
