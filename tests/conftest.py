@@ -1,6 +1,11 @@
-"""Shared fixtures: a tiny XModalLM from configs/tiny.yaml (helpers live in tinyfactory.py)."""
+"""Shared fixtures: a tiny XModalLM from configs/tiny.yaml (helpers live in tinyfactory.py), a tiny
+MCL-Digits written once per session, and small loader settings."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
 
 import pytest
 import torch
@@ -22,3 +27,39 @@ def tiny_model(tiny_cfg) -> XModalLM:
     model.end_stage()
     model.eval()
     return model
+
+
+# small settings so every load takes milliseconds
+SMALL_SETTINGS = {
+    "image": {"size": 32},
+    "video": {"num_frames": 3, "size": 32},
+    "audio": {"num_chunks": 2, "chunk_frames": 64, "n_mels": 32},
+    "depth": {"size": 32},
+    "point_cloud": {"num_points": 256},
+    "text": {},
+}
+
+
+@pytest.fixture(scope="session")
+def small() -> dict:
+    return SMALL_SETTINGS
+
+
+@pytest.fixture(scope="session")
+def digits_root(tmp_path_factory) -> Path:
+    from modweave.data.digits import write_digits
+
+    out = tmp_path_factory.mktemp("digits") / "mcl"
+    write_digits(out, seed=0, n_train=6, n_test=4, workers=1, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def first_media() -> Callable[[Path, str], Path]:
+    """``first_media(root, modality)``: the media file of the first training record."""
+
+    def find(root: Path, modality: str) -> Path:
+        rec = json.loads((root / f"{modality}_train.jsonl").read_text().splitlines()[0])
+        return root / rec["media"]
+
+    return find
