@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .config import ConnectorConfig, EncoderConfig, ModalitySpec, ModelConfig, modality_spec, to_dict
+from .config import EncoderConfig, ModalitySpec, ModelConfig, modality_spec, to_dict
 from .connectors import build_connector
 from .context import PathContext
 from .data.collate import IGNORE_INDEX, MEDIA_TOKEN_ID

@@ -28,7 +28,7 @@ from transformers import (AutoModelForCausalLM, AutoTokenizer, InstructBlipConfi
                           InstructBlipVisionModel)
 
 from ..checkpoint import CheckpointError
-from ..config import ConnectorConfig, EncoderConfig, LLMConfig, ModalitySpec, ModelConfig, PromptConfig, TokenizerConfig
+from ..config import ConnectorConfig, LLMConfig, ModalitySpec, ModelConfig, PromptConfig, TokenizerConfig
 from ..connectors.qformer import QFormerConnector
 from ..encoders.hf import CLIP_MEAN, CLIP_STD, HFVisionEncoder
 from ..llm import torch_dtype
