@@ -63,3 +63,13 @@ def first_media() -> Callable[[Path, str], Path]:
         return root / rec["media"]
 
     return find
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module: on 2 shared cores, several BLAS threads per process make tiny
+    matmuls ~100x slower when other processes (xdist workers, DDP ranks) compete for the cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -20,13 +20,7 @@ CONFIG = Path(__file__).resolve().parents[1] / "configs" / "test-train.yaml"
 FAST = ["eval.enabled=false", "train.checkpoint_every=2"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # 2 shared cores: several BLAS threads per process make tiny matmuls ~100x slower
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -17,21 +17,7 @@ from modweave.train import ContinualTrainer
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "test-train.yaml"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def digits_root(tmp_path_factory) -> Path:
-    from modweave.data.digits import write_digits
-
-    root = tmp_path_factory.mktemp("digits") / "mcl"
-    write_digits(root, n_train=6, n_test=3, modalities=["text", "image", "audio"], workers=1, progress=False)
-    return root
+pytestmark = pytest.mark.usefixtures("one_thread")  # digits_root: the session's tiny MCL-Digits (conftest)
 
 
 @pytest.mark.parametrize("method", list_methods())
