@@ -33,10 +33,6 @@ def list_encoders() -> list[str]:
 def build_encoder(cfg: EncoderConfig) -> nn.Module:
     """Build the encoder of `cfg.kind`, frozen (every parameter `requires_grad=False`)."""
     _load_builtin()
-    if cfg.kind not in _REGISTRY:  # method packages may register the encoder kinds their presets use
-        from ..methods import list_methods
-
-        list_methods()
     if cfg.kind not in _REGISTRY:
         raise ValueError(f"unknown encoder kind '{cfg.kind}' (known: {', '.join(sorted(_REGISTRY))})")
     enc = _REGISTRY[cfg.kind](cfg)

@@ -117,10 +117,11 @@ class HFVisionEncoder(nn.Module):
 
 
 def _vision_classes() -> dict[str, type]:
-    from transformers import CLIPVisionModel, SiglipVisionModel
+    from transformers import CLIPVisionModel, InstructBlipVisionModel, SiglipVisionModel
 
     return {"clip": CLIPVisionModel, "clip_vision_model": CLIPVisionModel,
-            "siglip": SiglipVisionModel, "siglip_vision_model": SiglipVisionModel}
+            "siglip": SiglipVisionModel, "siglip_vision_model": SiglipVisionModel,
+            "instructblip_vision_model": InstructBlipVisionModel}  # EVA ViT-g of InstructBLIP
 
 
 @register_encoder("hf-vision")

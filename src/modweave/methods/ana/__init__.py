@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from .. import Method, register_method
-from . import shapes  # noqa: F401  (registers the `eva-vit-g-shape` encoder kind)
 from .adapter import Adapter, ModalityExperts
 from .gate import NoisyGate
 from .inject import SITE_KINDS, AdaptedLinear, adapted_sites, inject

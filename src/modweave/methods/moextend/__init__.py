@@ -30,7 +30,6 @@ from torch import nn
 from .. import Method, register_method
 from ...config import ModalitySpec
 from ...connectors import MLPProjector
-from . import encoders  # noqa: F401  (registers the CLIP vision encoder kind)
 from .block import Calibration, ExpertExtension, ExtendedMoeBlock
 from .inject import extend_layer, extended_blocks, moe_blocks
 from .select import expert_usage, layer_scores, pick_donors, select_layers
