@@ -130,10 +130,11 @@ def _first_phase(record: "StageRecord") -> str:
 
 def write_manifest(model: "XModalLM", save_dir: Path, extra: dict[str, Any] | None = None) -> None:
     old = save_dir / MANIFEST
+    current = manifest_dict(model)
     keep = {}
     if old.exists():  # keep fields other tools wrote (data checksums, trainer state)
-        keep = {k: v for k, v in json.loads(old.read_text()).items() if k not in manifest_dict(model)}
-    data = {**manifest_dict(model), **keep, **(extra or {})}
+        keep = {k: v for k, v in json.loads(old.read_text()).items() if k not in current}
+    data = {**current, **keep, **(extra or {})}
     atomic_write_bytes(old, json.dumps(data, indent=2).encode())
 
 
