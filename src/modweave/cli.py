@@ -49,11 +49,25 @@ def main(argv: list[str] | None = None) -> int:
     except EXPECTED_ERRORS as err:
         if args.verbose:
             raise
-        print(f"modweave {args.command}: error: {err}", file=sys.stderr)
+        print(f"modweave {args.command}: error: {one_line(err)}", file=sys.stderr)
+        return 2
+    except OSError as err:  # disk full, permission denied, a folder where a file should be: the user's to fix
+        if args.verbose:
+            raise
+        print(f"modweave {args.command}: error: {one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        hint = getattr(args, "interrupt_hint", None)
+        print(f"modweave {args.command}: interrupted" + (f": {hint}" if hint else ""), file=sys.stderr)
         return 130
+
+
+def one_line(err: BaseException) -> str:
+    """The error as one sentence: a bare KeyError's quoted key gets its name said, newlines are folded."""
+    text = str(err)
+    if isinstance(err, KeyError) and len(err.args) == 1 and text == repr(err.args[0]):
+        text = f"missing key {text}"
+    return " ".join(text.split()) or type(err).__name__
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import RunConfig, apply_overrides, load_yaml, run_config
+from .utils import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ def _seed_from_base(base_dir: Path, run_dir: Path) -> None:
     progress = json.loads((base_dir / "progress.json").read_text())
     keep = {k: {"base": progress[k]["base"]} for k in ("rows", "train_seconds", "trainable_params", "losses")
             if "base" in progress.get(k, {})}
-    (run_dir / "progress.json").write_text(json.dumps(keep))
+    atomic_write_bytes(run_dir / "progress.json", json.dumps(keep).encode())
 
 
 def run_demo(out: str | Path = "runs/demo", methods: list[str] | None = None, quick: bool = False,
@@ -160,18 +161,22 @@ def _preload(data: Any, modalities: list[str]) -> None:
 def _claim(out: Path, budget: dict[str, Any]) -> None:
     """Runs in `out` resume only with the same seed and budget: a quick base must never be reused by a
     full demo (and vice versa), so a different budget in the same folder is refused."""
+    from .runs import check_run_folder, claim_run_folder
+
+    check_run_folder(out, "demo")  # a training run's folder, a file or a stranger's folder: refused
     path = out / "demo.json"
     if path.exists():
         old = json.loads(path.read_text())
         if old != budget:
             raise ValueError(f"{out} holds a demo run with {old}, not {budget}: use another --out")
-        return
-    out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(budget))
+    claim_run_folder(out, "demo")
+    if not path.exists():
+        atomic_write_bytes(path, json.dumps(budget).encode())
 
 
 def _run(trainer_cls: Any, cfg: RunConfig, run_dir: Path, shared: Any) -> dict[str, Any]:
-    trainer = trainer_cls(cfg, run_dir, resume=True)
+    started = (run_dir / "progress.json").exists()  # seeded from the base, or interrupted earlier
+    trainer = trainer_cls(cfg, run_dir, resume=started)
     trainer.data = shared  # one in-memory copy of the media for every run
     return trainer.run()
 

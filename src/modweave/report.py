@@ -65,9 +65,15 @@ def add_method(out_dir: str | Path, name: str, entry: Mapping[str, Any], *, benc
 
 
 def merge_reports(paths: Sequence[str | Path], out_dir: str | Path) -> dict[str, Any]:
-    """Merge several report folders (same benchmark and modalities) into `out_dir`."""
+    """Merge several report folders (same benchmark and modalities) into `out_dir`. `out_dir`'s own
+    report, if it has one, is merged first: its methods are kept (a later folder's method of the same
+    name replaces it)."""
     merged: dict[str, Any] | None = None
     histories: dict[str, Any] = {}
+    own = Path(out_dir)
+    folders = [Path(p).parent if Path(p).name == REPORT else Path(p) for p in paths]
+    if (own / REPORT).is_file() and own.resolve() not in {f.resolve() for f in folders}:
+        paths = [own, *folders]
     for p in paths:
         p = Path(p)
         folder = p.parent if p.name == REPORT else p

@@ -25,6 +25,7 @@ import torch
 
 from .config import ConfigError, RunConfig, to_dict
 from .report import method_entry
+from .runs import check_run_folder, claim_run_folder, first_difference
 from .report import report_from_progress as build_report  # the name the demo imports from here
 from .training.config import DataConfig, EvalConfig, TrainConfig, parse_section, phase_train_configs, stage_train_config
 from .training.data import ConcatItems, RunData, batches
@@ -80,10 +81,12 @@ class ContinualTrainer:
     many optimizer steps in this process, imitating a kill at that moment."""
 
     def __init__(self, cfg: RunConfig, out_dir: str | Path, resume: bool = False, accelerator: Any = None,
-                 kill_after_steps: int | None = None, kill_after_stages: int | None = None):
+                 kill_after_steps: int | None = None, kill_after_stages: int | None = None,
+                 force_config: bool = False):
         self.cfg = cfg
         self.out = Path(out_dir)
         self.resume = resume
+        self.force_config = force_config  # resume even where the config differs from the run's
         self.train_cfg: TrainConfig = parse_section(TrainConfig, cfg.train, "train")
         self.data_cfg: DataConfig = parse_section(DataConfig, cfg.data, "data")
         self.eval_cfg: EvalConfig = parse_section(EvalConfig, cfg.eval, "eval")
@@ -167,6 +170,27 @@ class ContinualTrainer:
             raise ConfigError(f"config key '{where}' ({modality}): media of shape {list(item['media'].shape)} "
                               f"from the loader do not fit the model: {err}") from None
 
+    def _check_resumable(self) -> None:
+        """`--resume`: say when there is nothing to resume, refuse a config that differs from the run's."""
+        path = self.out / PROGRESS
+        if not path.exists() and not (self.out / CHECKPOINT / "manifest.json").exists():
+            logger.warning("%s holds no run to resume: starting a fresh run", self.out)
+            return
+        try:
+            old = json.loads(path.read_text()).get("config") if path.exists() else None
+        except ValueError:
+            raise ConfigError(f"{path}: not valid JSON: the run's progress file is damaged") from None
+        if old is None:  # a run seeded from another (the demo's method runs): nothing to compare yet
+            return
+        diff = first_difference(old, json.loads(json.dumps(to_dict(self.cfg))))
+        if diff is None:
+            return
+        key, was, now = diff
+        if not self.force_config:
+            raise ConfigError(f"config key '{key}' differs from the run in {self.out} ({was!r} there, {now!r} "
+                              f"now): resume with the run's config, or pass --force-config")
+        logger.warning("resuming with a changed config (first difference: '%s': %r -> %r)", key, was, now)
+
     # ------------------------------------------------------------------------------------------
     # progress file
 
@@ -181,6 +205,8 @@ class ContinualTrainer:
                  "rows": {}, "train_seconds": {}, "trainable_params": {}, "losses": {}, "total_params": None}
         if path.exists() and self.resume:
             self.progress = {**fresh, **json.loads(path.read_text())}
+            if self.force_config:
+                self.progress["config"] = fresh["config"]
         else:
             self.progress = fresh
 
@@ -222,8 +248,11 @@ class ContinualTrainer:
         """Train every stage not yet finished; returns the method's report entry."""
         from .model import XModalLM
 
+        check_run_folder(self.out, "train")
         if not self.resume and (self.out / CHECKPOINT / "manifest.json").exists():
             raise ConfigError(f"{self.out} already holds a run: pass --resume to continue it, or use another --out")
+        if self.resume:
+            self._check_resumable()
         self.preflight()
         if self.accelerator is None:
             self.accelerator = self._make_accelerator()
@@ -232,7 +261,9 @@ class ContinualTrainer:
                          torch.is_deterministic_algorithms_warn_only_enabled())
         if acc.device.type == "cpu":
             torch.use_deterministic_algorithms(True, warn_only=True)
-        self.out.mkdir(parents=True, exist_ok=True)
+        if acc.is_main_process:
+            claim_run_folder(self.out, "train")
+        acc.wait_for_everyone()
         level = logging.getLogger("modweave").level
         handler = self._attach_log_file()
         try:

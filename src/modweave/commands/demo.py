@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="a reduced budget (about two minutes)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data and of every run (default 0)")
     p.add_argument("overrides", nargs="*", help="key=value overrides of the demo preset (e.g. train.steps=100)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, interrupt_hint="rerun the same command to continue where it stopped")
 
 
 def run(args: argparse.Namespace) -> int:

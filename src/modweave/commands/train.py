@@ -12,7 +12,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="run folder: checkpoint/, progress.json, train.log, report.*")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     p.add_argument("--method", help="use this method for every stage (overrides the preset's)")
-    p.set_defaults(func=run)
+    p.add_argument("--force-config", action="store_true",
+                   help="with --resume: continue even though the config differs from the run's")
+    p.set_defaults(func=run, interrupt_hint="rerun with --resume to continue")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,7 +27,9 @@ def run(args: argparse.Namespace) -> int:
     if args.method:
         for st in cfg.stages:
             st.method, st.settings = args.method, {}
-    result = run_training(cfg, args.out, resume=args.resume)
+    if args.force_config and not args.resume:
+        raise ValueError("--force-config only makes sense with --resume")
+    result = run_training(cfg, args.out, resume=args.resume, force_config=args.force_config)
     summary = {k: result[k] for k in ("avg_acc", "plasticity", "forgetting", "bwt")}
     print(json.dumps(summary))
     return 0

@@ -58,8 +58,15 @@ class RunData:
         if data.digits is not None and not (self.root / "meta.json").exists():
             from ..data.digits import write_digits
 
+            if self.root.exists() and (not self.root.is_dir() or any(self.root.iterdir())):
+                # never write over what the library did not create: MCL-Digits goes into a new folder only
+                raise ConfigError(f"config key 'data.root': {self.root} is not empty and holds no MCL-Digits "
+                                  f"(no meta.json): data.digits writes only into a missing or empty folder")
+            if "overwrite" in data.digits:
+                raise ConfigError("config key 'data.digits.overwrite': not allowed (the data folder is never "
+                                  "overwritten)")
             logger.info("writing MCL-Digits into %s", self.root)
-            write_digits(self.root, **{"progress": False, "overwrite": True, **data.digits})
+            write_digits(self.root, **{"progress": False, **data.digits})
         self.settings = loader_settings(cfg, data)
         self._cache: dict[tuple[str, str], CachedDataset] = {}
         self._media: dict | None = {} if data.cache else None  # one tensor per media file, shared by records
