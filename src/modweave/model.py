@@ -9,7 +9,7 @@ Data flow of one batch (see data/collate.py for the batch layout):
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,27 +25,13 @@ from .encoders import build_encoder
 from .llm import build_llm, is_moe
 from .methods import get_method
 from .paths import ModalityPath
+from .stages import StageRecord, stage_name
 from .tokenizer import build_tokenizer
 from .utils import seeded
 
 logger = logging.getLogger(__name__)
 
 BASE_CONNECTOR = "base"
-
-
-@dataclass
-class StageRecord:
-    """One trained stage (a modality step, or one phase of it). JSON data, kept in the manifest."""
-
-    name: str
-    modality: str | None
-    method: str
-    phase: str = "train"
-    spec: dict[str, Any] | None = None
-    settings: dict[str, Any] = field(default_factory=dict)
-    state: dict[str, Any] = field(default_factory=dict)
-    file: str | None = None
-    sha256: str | None = None
 
 
 @dataclass
@@ -202,13 +188,9 @@ class XModalLM(nn.Module):
         settings = impl.check_settings(dict(settings or {}))
         self._stage_open = False
         impl.add_modality(self, spec, settings)
-        self.begin_stage(StageRecord(name=self._stage_name(spec.name, impl, impl.phases[0]), modality=spec.name,
+        self.begin_stage(StageRecord(name=stage_name(spec.name, impl.phases, impl.phases[0]), modality=spec.name,
                                      method=method, phase=impl.phases[0], spec=to_dict(spec), settings=settings))
         return self.paths[spec.name]
-
-    @staticmethod
-    def _stage_name(modality: str, impl: Any, phase: str) -> str:
-        return modality if len(impl.phases) == 1 else f"{modality}:{phase}"
 
     def begin_stage(self, record: StageRecord) -> None:
         """Open a stage: apply the method's structural changes for the phase and set its trainable set."""
@@ -232,7 +214,7 @@ class XModalLM(nn.Module):
         if i + 1 >= len(impl.phases):
             return None
         phase = impl.phases[i + 1]
-        record = StageRecord(name=self._stage_name(last.modality, impl, phase), modality=last.modality,
+        record = StageRecord(name=stage_name(last.modality, impl.phases, phase), modality=last.modality,
                              method=last.method, phase=phase, spec=last.spec, settings=last.settings)
         self.begin_stage(record)
         return record

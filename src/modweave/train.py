@@ -26,6 +26,7 @@ import torch
 from .config import ConfigError, RunConfig, to_dict
 from .report import method_entry
 from .runs import check_run_folder, claim_run_folder, first_difference
+from .stages import stage_names
 from .report import report_from_progress as build_report  # the name the demo imports from here
 from .training.config import DataConfig, EvalConfig, TrainConfig, parse_section, phase_train_configs, stage_train_config
 from .training.data import ConcatItems, RunData, batches
@@ -362,7 +363,7 @@ class ContinualTrainer:
 
         impl = get_method(st.method)
         m = st.modality.name
-        names = [m if len(impl.phases) == 1 else f"{m}:{p}" for p in impl.phases]
+        names = stage_names(m, impl.phases)
         done = [n for n in names if n in finished]
         if len(done) == len(names):
             self._evaluate_row(m)
