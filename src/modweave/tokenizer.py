@@ -47,7 +47,14 @@ def build_tokenizer(cfg: TokenizerConfig) -> PreTrainedTokenizerBase:
             raise ValueError("tokenizer.name_or_path is required for tokenizer.kind=hf")
         from .bases.gguf import resolve_name_or_path  # `gguf:pkg/file.gguf` -> a converted local dir
 
-        tok = AutoTokenizer.from_pretrained(resolve_name_or_path(cfg.name_or_path))
+        path = resolve_name_or_path(cfg.name_or_path)
+        try:  # never run a checkpoint's own code: without False transformers asks on stdin, `echo y |` ran it
+            tok = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+        except ValueError as err:
+            if "custom code" not in str(err):
+                raise
+            raise ValueError(f"tokenizer.name_or_path {path}: the tokenizer needs its own code (auto_map); "
+                             "modweave never runs code from a checkpoint (trust_remote_code=False)") from None
         if tok.pad_token is None:
             tok.pad_token = tok.unk_token or tok.eos_token
         return tok

@@ -32,10 +32,34 @@ def count_params(module: nn.Module, trainable_only: bool = False) -> int:
     return total
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where Linux exposes it (os.umask both sets and gets)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _mkstemp_like_open(path: Path) -> tuple[int, str]:
+    """A temp file next to `path` with the mode `open()` would give a new file (0666 minus the umask):
+    mkstemp creates 0600, which would leave every output unreadable to the user's group."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
+    except (AttributeError, OSError):  # no fchmod (Windows) or a file system without modes
+        pass
+    return fd, tmp
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` via a temp file in the same folder and an atomic rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _mkstemp_like_open(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -52,7 +76,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temp path next to `path`; on success it is renamed onto `path`, on failure removed."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _mkstemp_like_open(path)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
