@@ -71,12 +71,8 @@ def _activation_bytes(model: XModalLM, batch: int, seq: int, frames: int, grad_c
         llm = full_layer * s["layers"]
     logits = batch * seq * s["vocab"] * (nbytes + 8)
     conn = model.connectors[BASE_CONNECTOR]
-    qformer = 0.0
-    if hasattr(conn, "qformer"):
-        qc = conn.qformer.config
-        tokens = conn.num_query_tokens + 64  # queries + instruction text
-        qformer = 4.0 * batch * frames * tokens * qc.hidden_size * 16 * qc.num_hidden_layers
-    return llm + logits + qformer
+    tokens = (conn.num_query_tokens or 0) + (64 if conn.instruction_input else 0)  # queries + instruction text
+    return llm + logits + conn.activation_bytes(batch, frames, tokens)
 
 
 def _media_tokens(model: XModalLM, modality: str, default: int) -> int:

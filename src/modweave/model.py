@@ -441,7 +441,8 @@ class XModalLM(nn.Module):
         from .data.collate import Collator
 
         qtok = None
-        if getattr(self.connectors[BASE_CONNECTOR], "instruction_input", False):
+        conn = self.connectors[BASE_CONNECTOR]
+        if conn.instruction_input:
             # InstructBLIP's Q-Former reads the instruction with its own (BERT) tokenizer
-            qtok = getattr(self, "qformer_tokenizer", None) or self.tokenizer
+            qtok = conn.instruction_tokenizer or getattr(self, "qformer_tokenizer", None) or self.tokenizer
         return Collator(self.tokenizer, self.config.prompt, train=train, qformer_tokenizer=qtok, **kwargs)

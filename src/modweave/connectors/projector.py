@@ -5,13 +5,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .base import Connector
 
-class MLPProjector(nn.Module):
+
+class MLPProjector(Connector):
     """`Linear(d_in -> h) -> GELU -> ... -> Linear(h -> d_llm)` with biases (`layers` Linear layers)."""
-
-    num_query_tokens = None
-    query_width = None
-    instruction_input = False
 
     def __init__(self, d_in: int, d_llm: int, hidden: int | None = None, layers: int = 2):
         super().__init__()

@@ -15,6 +15,7 @@ from transformers import InstructBlipQFormerConfig, InstructBlipQFormerModel
 
 from ..config import ConnectorConfig
 from ..utils import seeded
+from .base import Connector
 
 
 def qformer_config(cfg: ConnectorConfig, text_vocab_size: int | None) -> InstructBlipQFormerConfig:
@@ -37,7 +38,7 @@ def qformer_config(cfg: ConnectorConfig, text_vocab_size: int | None) -> Instruc
     )
 
 
-class QFormerConnector(nn.Module):
+class QFormerConnector(Connector):
     """`features [N, T, encoder_width]` + `query_tokens [Q, hidden]` (+ text) -> `[N, Q, d_llm]`."""
 
     def __init__(self, qformer: InstructBlipQFormerModel, llm_width: int, num_query_tokens: int,
@@ -55,6 +56,23 @@ class QFormerConnector(nn.Module):
         with seeded(cfg.seed):
             qformer = InstructBlipQFormerModel(qformer_config(cfg, text_vocab_size))
             return cls(qformer, llm_width, cfg.num_query_tokens, cfg.instruction_input)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """transformers' own switch on the Q-Former (v5 renamed gradient_ to activation_checkpointing)."""
+        qf = self.qformer
+        if hasattr(qf, "activation_checkpointing_enable"):
+            on, off, key = qf.activation_checkpointing_enable, qf.activation_checkpointing_disable, "activation"
+        else:
+            on, off, key = qf.gradient_checkpointing_enable, qf.gradient_checkpointing_disable, "gradient"
+        if enable:
+            on(**{f"{key}_checkpointing_kwargs": {"use_reentrant": False}})
+        else:
+            off()
+
+    def activation_bytes(self, batch: int, frames: int, tokens: int, dtype_bytes: float = 4.0) -> float:
+        """~16 hidden-width tensors kept per layer per query/instruction token (fp32 connector)."""
+        qc = self.qformer.config
+        return dtype_bytes * batch * frames * tokens * qc.hidden_size * 16 * qc.num_hidden_layers
 
     def init_query_tokens(self) -> torch.Tensor:
         """Fresh query tokens `[Q, hidden]` (InstructBLIP initialises them N(0, 0.02))."""

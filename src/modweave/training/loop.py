@@ -33,22 +33,21 @@ class SimulatedKill(BaseException):
 
 
 def _gradient_checkpointing(model: Any, on: bool) -> None:
-    """Activation checkpointing on the LLM and the connectors (transformers' own switch; v5 renamed it)."""
-    for module in (model.llm, *model.connectors.values()):
-        inner = getattr(module, "qformer", module)
-        if hasattr(inner, "activation_checkpointing_enable"):
-            fn = inner.activation_checkpointing_enable if on else inner.activation_checkpointing_disable
-            kwargs = {"activation_checkpointing_kwargs": {"use_reentrant": False}} if on else {}
-        elif hasattr(inner, "gradient_checkpointing_enable"):
-            fn = inner.gradient_checkpointing_enable if on else inner.gradient_checkpointing_disable
-            kwargs = {"gradient_checkpointing_kwargs": {"use_reentrant": False}} if on else {}
-        else:
-            logger.debug("no activation checkpointing for %s", type(inner).__name__)
-            continue
-        try:
-            fn(**kwargs)
-        except ValueError as err:  # a model class without checkpointing support
-            logger.warning("activation checkpointing not available for %s: %s", type(inner).__name__, err)
+    """Activation checkpointing on the LLM (transformers' own switch; v5 renamed it) and on every
+    connector (through the connector interface)."""
+    llm = model.llm
+    if hasattr(llm, "activation_checkpointing_enable"):
+        fn = llm.activation_checkpointing_enable if on else llm.activation_checkpointing_disable
+        kwargs = {"activation_checkpointing_kwargs": {"use_reentrant": False}} if on else {}
+    else:
+        fn = llm.gradient_checkpointing_enable if on else llm.gradient_checkpointing_disable
+        kwargs = {"gradient_checkpointing_kwargs": {"use_reentrant": False}} if on else {}
+    try:
+        fn(**kwargs)
+    except ValueError as err:  # a model class without checkpointing support
+        logger.warning("activation checkpointing not available for %s: %s", type(llm).__name__, err)
+    for conn in model.connectors.values():
+        conn.set_grad_checkpointing(on)
 
 
 def train_phase(*, model: Any, accelerator: Any, stage: str, items: Any, cfg: TrainConfig, seed: int,
