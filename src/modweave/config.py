@@ -3,23 +3,20 @@
 A model is described by a `ModelConfig` (the base: LLM, tokenizer, connector, base modality paths)
 plus an ordered list of stages (`StageConfig`: which modality arrives, through which method).
 Everything here is plain data so that it can be written to a checkpoint manifest and read back.
+
+Every section is checked by `fields.check_fields` (type, range, unknown keys; one sentence naming the key).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
 
-T = TypeVar("T")
-
-
-class ConfigError(ValueError):
-    """A configuration problem; the message names the offending key."""
+from .fields import ConfigError, check_fields, from_dict, setting, to_dict  # noqa: F401  (the config API)
 
 
 @dataclass
@@ -28,15 +25,15 @@ class LLMConfig:
 
     kind: str = "tiny-mixtral"
     name_or_path: str | None = None  # HF id or local dir for kind="hf"; a config.json for meta builds
-    hidden_size: int = 128
-    intermediate_size: int = 256
-    num_layers: int = 2
-    num_heads: int = 4
-    num_kv_heads: int = 2
-    num_experts: int = 4
-    top_k: int = 2
-    max_positions: int = 512
-    router_aux_loss_coef: float = 0.01
+    hidden_size: int = setting(128, min=1)
+    intermediate_size: int = setting(256, min=1)
+    num_layers: int = setting(2, min=1)
+    num_heads: int = setting(4, min=1)
+    num_kv_heads: int = setting(2, min=1)
+    num_experts: int = setting(4, min=1)
+    top_k: int = setting(2, min=1)
+    max_positions: int = setting(512, min=1)
+    router_aux_loss_coef: float = setting(0.01, min=0)
     dtype: str = "float32"
     seed: int = 0
     freeze: bool = True
@@ -56,18 +53,18 @@ class ConnectorConfig:
     """A connector from encoder tokens to LLM-width tokens: `qformer` or `mlp`."""
 
     kind: str = "qformer"
-    hidden_size: int = 128
-    num_layers: int = 2
-    num_heads: int = 4
-    intermediate_size: int = 256
-    cross_attention_frequency: int = 2
-    encoder_width: int = 128  # width of the cross-attention key/value input (1408 in InstructBLIP)
-    num_query_tokens: int = 8
-    max_text_positions: int = 128
+    hidden_size: int = setting(128, min=1)
+    num_layers: int = setting(2, min=1)
+    num_heads: int = setting(4, min=1)
+    intermediate_size: int = setting(256, min=1)
+    cross_attention_frequency: int = setting(2, min=1)
+    encoder_width: int = setting(128, min=1)  # width of the cross-attention key/value input (1408 in InstructBLIP)
+    num_query_tokens: int = setting(8, min=1)
+    max_text_positions: int = setting(128, min=1)
     instruction_input: bool = True  # feed the instruction text to the Q-Former (InstructBLIP)
-    dropout: float = 0.0
-    mlp_hidden: int | None = None  # hidden width of the `mlp` projector (None: LLM width)
-    mlp_layers: int = 2
+    dropout: float = setting(0.0, min=0, max=1)
+    mlp_hidden: int | None = setting(None, min=1)  # hidden width of the `mlp` projector (None: LLM width)
+    mlp_layers: int = setting(2, min=1)
     name_or_path: str | None = None  # a Q-Former config.json (architecture) for paper-scale presets
     seed: int = 0
 
@@ -78,7 +75,7 @@ class EncoderConfig:
 
     kind: str = "tiny-image"
     name_or_path: str | None = None
-    width: int = 128
+    width: int = setting(128, min=1)
     seed: int = 0
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -91,7 +88,7 @@ class ModalitySpec:
     name: str
     encoder: EncoderConfig | str = "image"
     cue: str = ""
-    num_frames: int = 1
+    num_frames: int = setting(1, min=1)
     loader: dict[str, Any] = field(default_factory=dict)
 
 
@@ -130,65 +127,6 @@ class StageConfig:
     train: dict[str, Any] = field(default_factory=dict)  # trainer overrides for this stage
 
 
-# ----------------------------------------------------------------------------------------------
-# dict <-> dataclass
-
-
-def to_dict(obj: Any) -> Any:
-    """Dataclass tree -> JSON-able dict."""
-    if dataclasses.is_dataclass(obj):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, (list, tuple)):
-        return [to_dict(v) for v in obj]
-    if isinstance(obj, dict):
-        return {k: to_dict(v) for k, v in obj.items()}
-    return obj
-
-
-def from_dict(cls: type[T], data: Any, where: str = "") -> T:
-    """Build dataclass `cls` from `data`, refusing unknown keys (the error names the key path)."""
-    if data is None:
-        return cls()
-    if not isinstance(data, dict):
-        raise ConfigError(f"config key '{where or cls.__name__}': expected a mapping, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ConfigError(f"unknown config key '{_join(where, unknown[0])}' (known: {', '.join(fields)})")
-    kwargs = {}
-    for name, value in data.items():
-        kwargs[name] = _convert(fields[name].type, value, _join(where, name))
-    try:
-        return cls(**kwargs)
-    except TypeError as err:
-        raise ConfigError(f"config '{where or cls.__name__}': {err}") from None
-
-
-def _join(where: str, key: str) -> str:
-    return f"{where}.{key}" if where else key
-
-
-_NESTED = {
-    "LLMConfig": LLMConfig,
-    "TokenizerConfig": TokenizerConfig,
-    "ConnectorConfig": ConnectorConfig,
-    "EncoderConfig": EncoderConfig,
-    "ModalitySpec": ModalitySpec,
-    "PromptConfig": PromptConfig,
-}
-
-
-def _convert(type_str: Any, value: Any, where: str) -> Any:
-    t = str(type_str)
-    if t.startswith("list[ModalitySpec]"):
-        return [from_dict(ModalitySpec, v, f"{where}[{i}]") for i, v in enumerate(value or [])]
-    if t.startswith("EncoderConfig | str"):
-        return value if isinstance(value, str) else from_dict(EncoderConfig, value, where)
-    if t in _NESTED:
-        return from_dict(_NESTED[t], value, where)
-    return value
-
-
 def modality_spec(data: dict[str, Any] | ModalitySpec, where: str = "modality") -> ModalitySpec:
     return data if isinstance(data, ModalitySpec) else from_dict(ModalitySpec, data, where)
 
@@ -201,35 +139,72 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    with path.open() as fh:
-        data = yaml.safe_load(fh) or {}
+    try:
+        with path.open(encoding="utf-8") as fh:
+            data = yaml.safe_load(fh) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: {_yaml_problem(err)}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
     data.setdefault("_dir", str(path.parent.resolve()))
     return data
 
 
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """One line from a PyYAML error: where (line, column) and what."""
+    def at(mark: Any) -> str:
+        return f"line {mark.line + 1}, column {mark.column + 1}"
+
+    mark, context = getattr(err, "problem_mark", None), getattr(err, "context_mark", None)
+    text = "YAML syntax error" + (f" at {at(mark)}" if mark is not None else "")
+    text += f": {getattr(err, 'problem', None) or err}"
+    if getattr(err, "context", None) and context is not None:
+        text += f" ({err.context} at {at(context)})"
+    return " ".join(text.split())
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply `a.b.c=value` overrides (values parsed as YAML scalars/lists) to a nested dict."""
+    """Apply `a.b.c=value` overrides (values parsed as YAML scalars/lists) to a nested dict; a number
+    indexes a list (`stages.0.method=lora`)."""
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override '{item}' is not of the form key=value")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw != "" else ""
-        node = data
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as err:
+            raise ConfigError(f"override '{item}': {_yaml_problem(err)}") from None
         parts = key.split(".")
-        for part in parts[:-1]:
+        if not all(parts):
+            raise ConfigError(f"override '{item}': the key has an empty part")
+        node: Any = data
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
             if isinstance(node, list):
-                node = node[int(part)]
-                continue
-            node = node.setdefault(part, {})
-            if not isinstance(node, (dict, list)):
-                raise ConfigError(f"override '{key}': '{part}' is not a mapping")
-        if isinstance(node, list):
-            node[int(parts[-1])] = value
-        else:
-            node[parts[-1]] = value
+                i = _list_index(node, part, key, ".".join(parts[:depth]))
+            elif isinstance(node, dict):
+                i = part
+            else:
+                raise ConfigError(f"override '{key}': '{'.'.join(parts[:depth])}' is not a mapping")
+            if last:
+                node[i] = value
+            else:
+                if isinstance(node, dict) and node.get(i) is None:  # a missing or empty (null) section
+                    node[i] = {}
+                node = node[i]
     return data
+
+
+def _list_index(node: list, part: str, key: str, list_key: str) -> int:
+    try:
+        i = int(part)
+    except ValueError:
+        raise ConfigError(f"override '{key}': '{list_key}' is a list; '{part}' is not an index") from None
+    if not -len(node) <= i < len(node):
+        raise ConfigError(f"override '{key}': index {i} is out of range ('{list_key}' has {len(node)} entries)")
+    return i
 
 
 def dumps(obj: Any) -> str:
@@ -237,13 +212,25 @@ def dumps(obj: Any) -> str:
 
 
 @dataclass
+class BaseTrainConfig:
+    """What the base stage trains: the flags of `XModalLM.set_base_trainable` (each true when left out).
+    Only the keys are checked here; `RunConfig.base_train` stays the mapping as written."""
+
+    llm: bool
+    connector: bool
+    paths: bool
+
+
+@dataclass
 class RunConfig:
     """A whole run: the base model, whether the base trains first, and the continual stages.
-    `train` / `data` / `eval` are the trainer's, evaluation's and data loaders' own settings."""
+    `train` / `data` / `eval` are the trainer's, evaluation's and data loaders' own settings (checked
+    by `modweave.training.config` when the run config is parsed)."""
 
     name: str = "run"
     model: ModelConfig = field(default_factory=ModelConfig)
-    base_train: dict[str, Any] | None = None  # e.g. {llm: true, connector: true, paths: true}; None: base is given
+    # e.g. {llm: true, connector: true, paths: true}; None: the base is given
+    base_train: dict[str, Any] | None = setting(None, schema=BaseTrainConfig)
     stages: list[StageConfig] = field(default_factory=list)
     train: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
@@ -252,17 +239,7 @@ class RunConfig:
 
 
 def stage_config(data: Any, where: str) -> StageConfig:
-    if not isinstance(data, dict):
-        raise ConfigError(f"config key '{where}': a stage must be a mapping")
-    data = dict(data)
-    if "modality" not in data:
-        raise ConfigError(f"config key '{where}.modality' is missing")
-    unknown = sorted(set(data) - {"modality", "method", "settings", "train"})
-    if unknown:
-        raise ConfigError(f"unknown config key '{where}.{unknown[0]}' (known: modality, method, settings, train)")
-    return StageConfig(modality=modality_spec(data["modality"], f"{where}.modality"),
-                       method=data.get("method", "ana"), settings=dict(data.get("settings") or {}),
-                       train=dict(data.get("train") or {}))
+    return from_dict(StageConfig, data, where)
 
 
 def resolve_paths(node: Any, base_dir: str | None) -> Any:
@@ -278,20 +255,42 @@ def resolve_paths(node: Any, base_dir: str | None) -> Any:
 
 
 def run_config(data: dict[str, Any]) -> RunConfig:
-    """Parse a preset dict (from `load_yaml` + overrides) into a `RunConfig`."""
+    """Parse a preset dict (from `load_yaml` + overrides) into a `RunConfig`: every section is checked
+    now, before anything is built or written (the trainer's sections too)."""
     data = dict(data)
     base_dir = data.pop("_dir", None)
-    data = resolve_paths(data, base_dir)
-    stages = data.pop("stages", []) or []
-    model = data.pop("model", {}) or {}
-    cfg = from_dict(RunConfig, data)
-    cfg.model = from_dict(ModelConfig, model, "model")
-    cfg.stages = [stage_config(s, f"stages[{i}]") for i, s in enumerate(stages)]
+    cfg = from_dict(RunConfig, resolve_paths(data, base_dir))
     names = [s.modality.name for s in cfg.stages] + [m.name for m in cfg.model.base_modalities]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
         raise ConfigError(f"config key 'stages': modality '{sorted(dup)[0]}' appears twice")
+    from .training.config import check_run_sections
+
+    check_run_sections(cfg)
+    check_encoder_options(cfg)
     return cfg
+
+
+def check_encoder_options(cfg: RunConfig) -> None:
+    """Refuse unknown or mistyped encoder `options`, for encoder kinds that declare them.
+
+    Hook: `modweave.encoders.encoder_options(kind)` returns the dataclass of a kind's options (None: not
+    declared, nothing is checked); while that hook is absent, nothing is checked here."""
+    from . import encoders
+
+    lookup = getattr(encoders, "encoder_options", None)
+    if lookup is None:
+        return
+    specs = [(f"model.base_modalities[{i}]", m) for i, m in enumerate(cfg.model.base_modalities)]
+    specs += [(f"stages[{i}].modality", s.modality) for i, s in enumerate(cfg.stages)]
+    for where, spec in specs:
+        if isinstance(spec.encoder, EncoderConfig):
+            try:
+                schema = lookup(spec.encoder.kind)
+            except (ValueError, KeyError) as err:
+                raise ConfigError(f"config key '{where}.encoder.kind': {err}") from None
+            if schema is not None:
+                check_fields(schema, spec.encoder.options, f"{where}.encoder.options")
 
 
 def load_run_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:

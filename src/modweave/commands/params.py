@@ -22,9 +22,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import load_run_config
+    from ..config import ConfigError, load_run_config
     from ..params import format_table, stage_param_counts
 
+    for flag, value in (("--micro-batch", args.micro_batch), ("--seq-len", args.seq_len)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} must be a positive integer, got {value}")
     if args.memory:
         from ..memory import estimate_memory, format_memory
 

@@ -27,29 +27,30 @@ eval:    enabled (true), batch_size (32), max_new_tokens (4), num_beams (1), qa_
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import ConfigError
+from ..config import ConfigError, from_dict, setting
 
 
 @dataclass
 class TrainConfig:
-    steps: int = 100
-    batch_size: int = 16
-    grad_accum: int = 1
-    lr: float = 1e-3
-    weight_decay: float = 0.01
+    steps: int = setting(100, min=0)
+    batch_size: int = setting(16, min=1)
+    grad_accum: int = setting(1, min=1)
+    lr: float = setting(1e-3, min=0)
+    weight_decay: float = setting(0.01, min=0)
     betas: tuple[float, float] = (0.9, 0.999)
-    warmup_steps: int = 0
-    min_lr_ratio: float = 0.0
-    max_grad_norm: float | None = 1.0
-    mixed_precision: str = "no"
+    warmup_steps: int = setting(0, min=0)
+    min_lr_ratio: float = setting(0.0, min=0, max=1)
+    max_grad_norm: float | None = setting(1.0, gt=0)
+    mixed_precision: str = setting("no", choices=("no", "bf16", "fp16"))
     gradient_checkpointing: bool = False
-    checkpoint_every: int = 0
-    log_every: int = 10
-    log_with: str | None = None
-    num_workers: int = 0
+    checkpoint_every: int = setting(0, min=0)
+    log_every: int = setting(10, min=0)
+    log_with: str | None = setting(None, choices=("tensorboard", "wandb"))
+    num_workers: int = setting(0, min=0)
     cpu: bool = False
     progress: bool = True
     base: dict[str, Any] = field(default_factory=dict)
@@ -61,9 +62,9 @@ class DataConfig:
     train: str = "{modality}_train.jsonl"
     test: str = "{modality}_test.jsonl"
     base_modalities: list[str] | None = None
-    max_train: int | None = None
-    max_test: int | None = None
-    heldout: int = 16
+    max_train: int | None = setting(None, min=1)
+    max_test: int | None = setting(None, min=1)
+    heldout: int = setting(16, min=0)
     loader: dict[str, dict[str, Any]] = field(default_factory=dict)
     cache: bool = True
     digits: dict[str, Any] | None = None
@@ -72,48 +73,72 @@ class DataConfig:
 @dataclass
 class EvalConfig:
     enabled: bool = True
-    batch_size: int = 32
-    max_new_tokens: int = 4
-    num_beams: int = 1
-    qa_mode: str = "generate"
+    batch_size: int = setting(32, min=1)
+    max_new_tokens: int = setting(4, min=1)
+    num_beams: int = setting(1, min=1)
+    qa_mode: str = setting("generate", choices=("generate", "rank"))
     modalities: list[str] | None = None
 
 
 def parse_section(cls: type, data: dict[str, Any] | None, where: str) -> Any:
     """Build dataclass `cls` from a config mapping; unknown keys and bad values name the key."""
-    data = dict(data or {})
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise ConfigError(f"unknown config key '{where}.{unknown[0]}' (known: {', '.join(known)})")
-    obj = cls(**data)
+    if isinstance(data, dict) and "mixed_precision" in data and data["mixed_precision"] in (False, None):
+        data = {**data, "mixed_precision": "no"}  # YAML reads a bare `no` as false
+    obj = from_dict(cls, data or {}, where)
     _check(obj, where)
     return obj
 
 
 def _check(obj: Any, where: str) -> None:
     if isinstance(obj, TrainConfig):
-        for key in ("steps", "batch_size", "grad_accum"):
-            value = getattr(obj, key)
-            if not isinstance(value, int) or value < (0 if key == "steps" else 1):
-                raise ConfigError(f"config key '{where}.{key}': expected a positive integer, got {value!r}")
-        if obj.mixed_precision in (False, None):  # YAML reads a bare `no` as false
-            obj.mixed_precision = "no"
-        if obj.mixed_precision not in ("no", "bf16", "fp16"):
-            raise ConfigError(f"config key '{where}.mixed_precision': 'no', 'bf16' or 'fp16', got {obj.mixed_precision!r}")
-        if obj.log_with not in (None, "tensorboard", "wandb"):
-            raise ConfigError(f"config key '{where}.log_with': null, 'tensorboard' or 'wandb', got {obj.log_with!r}")
-        obj.betas = tuple(obj.betas)  # YAML lists
-    if isinstance(obj, EvalConfig) and obj.qa_mode not in ("generate", "rank"):
-        raise ConfigError(f"config key '{where}.qa_mode': 'generate' or 'rank', got {obj.qa_mode!r}")
+        if not all(0 <= b < 1 for b in obj.betas):
+            raise ConfigError(f"config key '{where}.betas': each must be in [0, 1), got {list(obj.betas)}")
+        if obj.base:
+            stage_train_config(obj, obj.base, f"{where}.base")  # the base stage's overrides, checked now
+    if isinstance(obj, DataConfig) and obj.digits is not None:
+        _check_digits(obj.digits, f"{where}.digits")
+
+
+def _check_digits(digits: dict[str, Any], where: str) -> None:
+    """`data.digits` holds keyword arguments of `write_digits`: refuse the ones it does not take."""
+    from ..data.digits import write_digits
+
+    known = [n for n in inspect.signature(write_digits).parameters if n != "out_dir"]
+    unknown = sorted((k for k in digits if k not in known), key=str)
+    if unknown:
+        raise ConfigError(f"unknown config key '{where}.{unknown[0]}' (known: {', '.join(known)})")
+
+
+def check_run_sections(cfg: Any) -> None:
+    """Check a `RunConfig`'s train / data / eval sections and every stage's `train:` overrides (phase
+    names need the method and are checked by the trainer), before anything is built or written."""
+    train = parse_section(TrainConfig, cfg.train, "train")
+    parse_section(DataConfig, cfg.data, "data")
+    parse_section(EvalConfig, cfg.eval, "eval")
+    for i, st in enumerate(cfg.stages):
+        where = f"stages[{i}].train"
+        overrides, per_phase = _split_phases(st.train, where)
+        stage = stage_train_config(train, overrides, where)
+        for phase, extra in per_phase.items():
+            stage_train_config(stage, extra, f"{where}.phases.{phase}")
+
+
+def _split_phases(overrides: Any, where: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A stage's `train:` mapping -> (its own overrides, its `phases:` mapping)."""
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"config key '{where}': expected a mapping, got {type(overrides).__name__}")
+    overrides = dict(overrides)
+    per_phase = overrides.pop("phases", None) or {}
+    if not isinstance(per_phase, dict):
+        raise ConfigError(f"config key '{where}.phases': expected a mapping of phase names")
+    return overrides, {p: v or {} for p, v in per_phase.items()}
 
 
 def phase_train_configs(base: TrainConfig, overrides: dict[str, Any], phases: tuple[str, ...],
                         where: str) -> dict[str, TrainConfig]:
     """Each phase's config: `base`, the stage's `train:` overrides, then its `phases.<phase>` ones."""
-    overrides = dict(overrides)
-    per_phase = dict(overrides.pop("phases", None) or {})
-    unknown = sorted(set(per_phase) - set(phases))
+    overrides, per_phase = _split_phases(overrides, where)
+    unknown = sorted((p for p in per_phase if p not in phases), key=str)
     if unknown:
         raise ConfigError(f"unknown config key '{where}.phases.{unknown[0]}' (phases: {', '.join(phases)})")
     stage = stage_train_config(base, overrides, where)
@@ -122,8 +147,10 @@ def phase_train_configs(base: TrainConfig, overrides: dict[str, Any], phases: tu
 
 def stage_train_config(base: TrainConfig, overrides: dict[str, Any], where: str) -> TrainConfig:
     """`base` with a stage's `train:` overrides applied (the nested `base` key is not inherited)."""
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"config key '{where}': expected a mapping, got {type(overrides).__name__}")
     data = {k: v for k, v in dataclasses.asdict(base).items() if k != "base"}
-    unknown = sorted(set(overrides) - set(data))
+    unknown = sorted((k for k in overrides if k not in data), key=str)
     if unknown:
         raise ConfigError(f"unknown config key '{where}.{unknown[0]}' (known: {', '.join(data)})")
     return parse_section(TrainConfig, {**data, **overrides}, where)
