@@ -16,7 +16,9 @@ if TYPE_CHECKING:
     from ..config import ModalitySpec
     from ..model import XModalLM
 
-_REGISTRY: dict[str, type["Method"]] = {}
+from ..registry import Registry
+
+METHODS: "Registry[type[Method]]" = Registry("method")
 
 
 class Method:
@@ -56,30 +58,23 @@ class Method:
 
 
 def register_method(cls: type[Method]) -> type[Method]:
+    """Class decorator: register `cls` under `cls.name` (a second method of that name is refused)."""
     if not cls.name:
         raise ValueError(f"{cls.__name__} has no name")
-    _REGISTRY[cls.name] = cls
+    METHODS.add(cls.name, cls)
     return cls
 
 
 def get_method(name: str) -> Method:
     _load_builtin()
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown method '{name}' (known: {', '.join(sorted(_REGISTRY))})")
-    return _REGISTRY[name]()
+    return METHODS.get(name)()
 
 
 def list_methods() -> list[str]:
     _load_builtin()
-    return sorted(_REGISTRY)
+    return METHODS.names()
 
 
 def _load_builtin() -> None:
-    import importlib
-
-    for mod in ("baselines", "lora", "ana", "moextend"):
-        try:
-            importlib.import_module(f"{__name__}.{mod}")
-        except ModuleNotFoundError as err:  # a method package not written yet
-            if err.name != f"{__name__}.{mod}":
-                raise
+    # importing registers them; every built-in method exists, so an ImportError here is a real error
+    from . import ana, baselines, lora, moextend  # noqa: F401
