@@ -1,4 +1,5 @@
-"""``data check``: validate every record of an annotation file and open every media file it names."""
+"""``data check``: validate every record of an annotation file (or of every one under a data folder)
+and open every media file it names."""
 
 from __future__ import annotations
 
@@ -31,8 +32,10 @@ class CheckReport:
         return lines
 
 
-def check_file(path: str | Path, root: str | Path | None = None, settings_by_modality: Mapping[str, Any] | None = None, progress: bool = True) -> CheckReport:
-    """Read ``path`` (any supported format; a malformed file raises AnnotationError) and load every media.
+def check_file(path: str | Path, root: str | Path | None = None, settings_by_modality: Mapping[str, Any] | None = None, progress: bool = True,
+               follow_symlinks: bool = False) -> CheckReport:
+    """Read ``path`` (any supported format; a malformed or empty file raises AnnotationError) and load
+    every media file, resolved against ``root`` (default: the file's folder) as ``MediaDataset`` does.
 
     Each media file is opened once even when several records share it.
     """
@@ -55,7 +58,7 @@ def check_file(path: str | Path, root: str | Path | None = None, settings_by_mod
             key = repr(r.media)
             if key not in seen:
                 try:
-                    media = resolve_media(r.media, root)
+                    media = resolve_media(r.media, root, follow_symlinks)
                     modality.load(media, settings.get(r.modality))
                     seen[key] = None
                 except (MediaError, ValueError) as err:
@@ -65,3 +68,60 @@ def check_file(path: str | Path, root: str | Path | None = None, settings_by_mod
                 continue
         report.counts[(r.modality, r.task)] += 1
     return report
+
+
+def annotation_files(folder: str | Path) -> tuple[list[Path], list[Path]]:
+    """``(annotation files, skipped .json files)`` under ``folder``, sorted, hidden folders left out.
+
+    Every ``.jsonl`` is an annotation file; a ``.json`` is one when it holds a list (LAVIS, LLaVA) or
+    an object with an ``"annotations"`` list, so ``meta.json`` and other objects are skipped.
+    """
+    folder = Path(folder)
+    found, skipped = [], []
+    for p in sorted(folder.rglob("*")):
+        rel = p.relative_to(folder)
+        if any(part.startswith(".") for part in rel.parts) or not p.is_file():
+            continue
+        if p.suffix == ".jsonl":
+            found.append(p)
+        elif p.suffix == ".json":
+            (found if _is_annotation_json(p) else skipped).append(p)
+    return found, skipped
+
+
+def _is_annotation_json(path: Path) -> bool:
+    import json
+
+    with open(path, "rb") as f:
+        head = f.read(64).lstrip()
+    if not head.startswith(b"{"):
+        return True  # a list, or not JSON at all: read_records reports what is wrong with it
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return True
+    return isinstance(data, dict) and isinstance(data.get("annotations"), list)
+
+
+def check_folder(folder: str | Path, root: str | Path | None = None, settings_by_modality: Mapping[str, Any] | None = None,
+                 progress: bool = True, follow_symlinks: bool = False) -> tuple[dict[Path, CheckReport], list[Path]]:
+    """``check_file`` on every annotation file under ``folder`` (see ``annotation_files``).
+
+    Media paths resolve against ``root``, by default ``folder`` itself (the trainer's ``data.root``),
+    whichever subfolder a file is in. A file that cannot be read (malformed, empty) gets a report
+    holding that one error instead of stopping the check. Returns (reports by file, skipped .json
+    files); a folder without annotation files raises AnnotationError.
+    """
+    from .formats import AnnotationError
+
+    folder = Path(folder)
+    files, skipped = annotation_files(folder)
+    if not files:
+        raise AnnotationError(folder, "no annotation files (.jsonl, or LAVIS / LLaVA .json) under this folder")
+    reports = {}
+    for f in files:
+        try:
+            reports[f] = check_file(f, root if root is not None else folder, settings_by_modality, progress, follow_symlinks)
+        except AnnotationError as err:
+            reports[f] = CheckReport(errors=[str(err)])
+    return reports, skipped

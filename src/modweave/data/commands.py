@@ -29,8 +29,12 @@ def add_data_commands(subparsers: argparse._SubParsersAction) -> argparse.Argume
     p.set_defaults(func=cmd_digits)
 
     p = sub.add_parser("check", help="validate records and open every media file")
-    p.add_argument("file", type=Path, help="annotation file (.jsonl, or LAVIS / LLaVA .json)")
-    p.add_argument("--root", type=Path, default=None, help="data root for media paths (default: the file's folder)")
+    p.add_argument("file", type=Path, metavar="PATH",
+                   help="annotation file (.jsonl, or LAVIS / LLaVA .json), or a data folder: every annotation file under it")
+    p.add_argument("--root", type=Path, default=None,
+                   help="data root for media paths (default: the file's folder; for a folder, the folder)")
+    p.add_argument("--follow-symlinks", action="store_true",
+                   help="allow media that a symlink inside the root points to outside it (data.follow_symlinks)")
     p.set_defaults(func=cmd_check)
     return data
 
@@ -63,15 +67,27 @@ def cmd_digits(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """Check one annotation file; exit 2 when any record or media file is bad."""
-    from .check import check_file
+    """Check one annotation file, or every one under a folder; exit 2 when any record or media file is bad."""
+    from .check import check_file, check_folder
 
+    follow = getattr(args, "follow_symlinks", False)
     try:
-        report = check_file(args.file, args.root)
+        if args.file.is_dir():
+            reports, skipped = check_folder(args.file, args.root, follow_symlinks=follow)
+        else:
+            reports, skipped = {args.file: check_file(args.file, args.root, follow_symlinks=follow)}, []
     except _expected_errors() as err:
         return _fail(err)
-    for line in report.summary():
-        print(line)
-    for line in report.errors:
-        print(f"error: {line}", file=sys.stderr)
-    return 0 if report.ok else EXIT_BAD_INPUT
+    for path, report in reports.items():
+        if len(reports) > 1:
+            print(f"== {path}")
+        for line in report.summary():
+            print(line)
+        for line in report.errors:
+            print(f"error: {line}", file=sys.stderr)
+    if len(reports) > 1 or skipped:
+        n_ok = sum(sum(r.counts.values()) for r in reports.values())
+        n_bad = sum(len(r.errors) for r in reports.values())
+        print(f"{len(reports)} annotation files, {n_ok} records ok, {n_bad} problems"
+              + (f" (skipped {len(skipped)} .json files that hold no annotation list: {', '.join(p.name for p in skipped)})" if skipped else ""))
+    return 0 if all(r.ok for r in reports.values()) else EXIT_BAD_INPUT

@@ -12,21 +12,27 @@ from ..modalities import get_modality
 from .formats import AnnotationError, Record, read_jsonl, read_lavis, read_llava, resolve_media
 
 
-def read_records(path: str | Path, modality: str | None = None) -> list[Record]:
+def read_records(path: str | Path, modality: str | None = None, allow_empty: bool = False) -> list[Record]:
     """Read annotations, dispatching on format: ``.jsonl`` (the library's records), or a ``.json`` list
-    in LLaVA conversation style (items with ``"conversations"``) or LAVIS style (everything else)."""
+    in LLaVA conversation style (items with ``"conversations"``) or LAVIS style (everything else).
+
+    A file with no records (empty, blank lines only, ``[]``) is an AnnotationError unless
+    ``allow_empty``: scoring or checking nothing would look like success.
+    """
     path = Path(path)
     if not path.is_file():
         raise AnnotationError(path, "annotation file not found")
     if path.suffix == ".jsonl":
-        return read_jsonl(path)
-    if path.suffix != ".json":
+        records = read_jsonl(path)
+    elif path.suffix != ".json":
         raise AnnotationError(path, f"unknown annotation format {path.suffix or '(none)'!r} (expected .jsonl or .json)")
-    with open(path, encoding="utf-8") as f:
-        head = f.read(4096)
-    if '"conversations"' in head:
-        return read_llava(path, modality or "image")
-    return read_lavis(path, modality)
+    else:
+        with open(path, encoding="utf-8") as f:
+            head = f.read(4096)
+        records = read_llava(path, modality or "image") if '"conversations"' in head else read_lavis(path, modality)
+    if not records and not allow_empty:
+        raise AnnotationError(path, "no records (the annotation file is empty)")
+    return records
 
 
 class MediaDataset(Dataset):
@@ -34,17 +40,19 @@ class MediaDataset(Dataset):
 
     ``media`` is the loader's float32 tensor (shapes in ``modweave.modalities``) or None for text;
     ``candidates`` is a list (empty when the record has none). Media paths resolve against ``root``
-    and may not escape it. ``settings_by_modality`` maps a modality to its settings (instance or dict).
+    and may not escape it, not even through a symlink unless ``follow_symlinks`` (see ``resolve_media``).
+    ``settings_by_modality`` maps a modality to its settings (instance or dict).
     """
 
     def __init__(self, records: Sequence[Record | Mapping[str, Any]], root: str | Path, settings_by_modality: Mapping[str, Any] | None = None,
-                 media_cache: dict | None = None):
+                 media_cache: dict | None = None, follow_symlinks: bool = False):
         self.records = [r if isinstance(r, Record) else Record(**{k: v for k, v in r.items() if k in Record.__dataclass_fields__}) for r in records]
         self.root = Path(root)
         settings_by_modality = dict(settings_by_modality or {})
         self.settings = {m: get_modality(m).make_settings(settings_by_modality.get(m)) for m in {r.modality for r in self.records} | set(settings_by_modality)}
         # several records often share one file (a question each about the same clip): load it once
         self.media_cache = media_cache
+        self.follow_symlinks = follow_symlinks
 
     def __len__(self) -> int:
         return len(self.records)
@@ -55,7 +63,7 @@ class MediaDataset(Dataset):
         media = None
         if modality.has_media and r.media is not None:
             try:
-                path = resolve_media(r.media, self.root)
+                path = resolve_media(r.media, self.root, self.follow_symlinks)
             except ValueError as err:
                 raise AnnotationError(r.source or r.id, str(err)) from None
             key = (r.modality, str(path), repr(self.settings[r.modality]))
@@ -76,10 +84,15 @@ class MediaDataset(Dataset):
         }
 
     @classmethod
-    def from_file(cls, path: str | Path, root: str | Path | None = None, settings_by_modality: Mapping[str, Any] | None = None) -> "MediaDataset":
-        """Records of ``path`` with media resolved against ``root`` (default: the file's folder)."""
+    def from_file(cls, path: str | Path, root: str | Path | None = None, settings_by_modality: Mapping[str, Any] | None = None,
+                  follow_symlinks: bool = False) -> "MediaDataset":
+        """Records of ``path`` with media resolved against ``root`` (default: the file's folder).
+
+        An annotation file without records is refused (AnnotationError), see ``read_records``.
+        """
         path = Path(path)
-        return cls(read_records(path), root if root is not None else path.parent, settings_by_modality)
+        return cls(read_records(path), root if root is not None else path.parent, settings_by_modality,
+                   follow_symlinks=follow_symlinks)
 
 
 def load_meta(root: str | Path) -> dict:

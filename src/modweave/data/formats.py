@@ -73,6 +73,10 @@ def validate_record(d: Any, known: Iterable[str] | None = None) -> Record:
     media = d.get("media")
     if not (media is None or isinstance(media, str) or (isinstance(media, Mapping) and all(isinstance(v, str) for v in media.values()))):
         raise ValueError("'media' must be a path, a dict of paths or null")
+    if isinstance(media, Mapping):
+        from ..modalities import get_modality
+
+        get_modality(d["modality"]).check_media_ref(media)  # e.g. a dict on an image record
     cands = d.get("candidates")
     if cands is not None and not (isinstance(cands, list) and all(isinstance(c, str) for c in cands)):
         raise ValueError("'candidates' must be a list of strings")
@@ -114,20 +118,37 @@ def write_jsonl(path: str | Path, records: Iterable[Record | Mapping[str, Any]])
     os.replace(tmp, path)
 
 
-def resolve_media(media: MediaRef, root: str | Path) -> Path | dict[str, Path] | None:
-    """Join media paths to ``root``, refusing any that escape it (``../`` or absolute outside).
+def resolve_media(media: MediaRef, root: str | Path, follow_symlinks: bool = False) -> Path | dict[str, Path] | None:
+    """Join media paths to ``root``, refusing any that escape it.
 
-    The check is lexical (normalised paths), so symlinked data folders inside the root still work.
+    ``../`` and absolute paths outside the root are always refused. Symlinks are followed for the
+    check too: by default a path whose real location (``os.path.realpath``) lies outside the root's
+    real location is refused, and for a folder (video frames) so is any entry in it that points out.
+    ``follow_symlinks=True`` (config ``data.follow_symlinks: true``) allows links that point out, for
+    data folders linked in from other disks. Raises ValueError naming the media path.
     """
     if media is None:
         return None
     if isinstance(media, Mapping):
-        return {k: resolve_media(v, root) for k, v in media.items()}  # type: ignore[misc]
+        return {k: resolve_media(v, root, follow_symlinks) for k, v in media.items()}  # type: ignore[misc]
     base = os.path.abspath(root)
     full = os.path.normpath(os.path.join(base, media))
     if os.path.commonpath([base, full]) != base:
         raise ValueError(f"media path {media!r} escapes the data root {base}")
+    if not follow_symlinks:
+        real_base = os.path.realpath(base)
+        real = os.path.realpath(full)
+        _check_inside(media, real, real_base)
+        if os.path.isdir(real):  # a frame folder: its files are read too
+            for entry in sorted(os.listdir(real)):
+                _check_inside(f"{media}/{entry}", os.path.realpath(os.path.join(real, entry)), real_base)
     return Path(full)
+
+
+def _check_inside(media: str, real: str, real_base: str) -> None:
+    if os.path.commonpath([real_base, real]) != real_base:
+        raise ValueError(f"media path {media!r} resolves through a symlink to {real}, outside the data root {real_base} "
+                         "(set data.follow_symlinks: true to allow links out of the root)")
 
 
 # ---- LAVIS-style JSON lists -------------------------------------------------------------------

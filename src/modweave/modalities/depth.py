@@ -12,8 +12,8 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from .base import MediaError, MediaPath, Modality, ModalitySettings, register_modality
-from .image import open_rgb, rgb_to_tensor
+from .base import DEFAULT_MAX_PIXELS, MediaError, MediaPath, Modality, ModalitySettings, register_modality
+from .image import decoded_image, open_rgb, rgb_to_tensor, too_many_pixels
 
 DEPTH_EXTENSIONS = (".png", ".npy")
 SCALE_KEY = "depth_scale"  # PNG text chunk: metres per stored unit (absent -> millimetres)
@@ -26,32 +26,30 @@ class DepthSettings(ModalitySettings):
     # "max": divide by the image's largest depth, which keeps ratios between surfaces (what near/far
     # needs); "minmax": stretch each map to the full [0, 1] range.
     normalize: str = "max"
+    max_pixels: int = DEFAULT_MAX_PIXELS  # larger depth maps (and paired RGB images) are refused before decoding
 
 
-def read_depth(path: Path) -> np.ndarray:
+def read_depth(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Depth map in metres ``[H, W]`` float32 from a 16-bit PNG (scale from its metadata) or ``.npy``."""
     if path.suffix.lower() == ".npy":
         try:
-            arr = np.load(path, allow_pickle=False)
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)  # header first: shape and dtype
         except (ValueError, OSError, EOFError) as err:
             raise MediaError(path, f"cannot read depth array ({err})") from None
-        arr = np.squeeze(np.asarray(arr, dtype=np.float32))
-        if arr.ndim != 2:
+        if arr.dtype.kind not in "iuf":  # strings, bools, complex, records: not depths
+            raise MediaError(path, f"depth array must be numeric (int or float), got dtype {arr.dtype}")
+        shape = [d for d in arr.shape if d != 1]
+        if len(shape) != 2:
             raise MediaError(path, f"depth array must be 2-D, got shape {tuple(arr.shape)}")
-        return arr
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            img.load()
-            if img.mode not in ("I;16", "I;16B", "I", "F", "L"):
-                raise MediaError(path, f"expected a single-channel depth PNG, got mode {img.mode}")
-            text = dict(getattr(img, "text", {}) or {})
-            arr = np.asarray(img, dtype=np.float32)
-    except MediaError:
-        raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise MediaError(path, f"cannot decode depth image ({err})") from None
+        reason = too_many_pixels(shape[1], shape[0], max_pixels)
+        if reason is not None:
+            raise MediaError(path, f"depth array too large: {reason}")
+        return np.array(arr, dtype=np.float32).reshape(shape)
+    with decoded_image(path, max_pixels, "depth image") as img:
+        if img.mode not in ("I;16", "I;16B", "I", "F", "L"):
+            raise MediaError(path, f"expected a single-channel depth PNG, got mode {img.mode}")
+        text = dict(getattr(img, "text", {}) or {})
+        arr = np.asarray(img, dtype=np.float32)
     try:
         scale = float(text.get(SCALE_KEY, DEFAULT_SCALE))
     except ValueError:
@@ -91,6 +89,8 @@ class DepthModality(Modality):
 
     extensions = DEPTH_EXTENSIONS
     settings_cls = DepthSettings
+    media_keys = ("depth", "rgb")
+    max_frames = 2
 
     def _load(self, path: MediaPath, settings: DepthSettings) -> torch.Tensor:
         rgb_path = None
@@ -99,7 +99,7 @@ class DepthModality(Modality):
                 raise MediaError(path, "depth media dict needs a 'depth' entry")
             rgb_path, path = path.get("rgb"), path["depth"]
         path = self.check_path(Path(path))
-        depth = depth_to_tensor(normalize_depth(read_depth(path), settings.normalize), settings.size)
+        depth = depth_to_tensor(normalize_depth(read_depth(path, settings.max_pixels), settings.normalize), settings.size)
         if rgb_path is None:
             return depth.unsqueeze(0)
         from .image import IMAGE_EXTENSIONS
@@ -109,4 +109,4 @@ class DepthModality(Modality):
             raise MediaError(rgb_path, "file not found")
         if rgb_path.suffix.lower() not in IMAGE_EXTENSIONS:
             raise MediaError(rgb_path, f"wrong extension {rgb_path.suffix!r} for the paired RGB image")
-        return torch.stack([rgb_to_tensor(open_rgb(rgb_path, settings.size)), depth])
+        return torch.stack([rgb_to_tensor(open_rgb(rgb_path, settings.size, settings.max_pixels)), depth])

@@ -1,4 +1,4 @@
-"""Video: MP4 / other containers via PyAV, or a folder of frame images -> ``[F, 3, H, W]`` in [0, 1]."""
+"""Video: MP4 / other containers / animated GIF via PyAV, or a folder of frame images -> ``[F, 3, H, W]`` in [0, 1]."""
 
 from __future__ import annotations
 
@@ -8,16 +8,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import MediaError, Modality, ModalitySettings, register_modality
-from .image import IMAGE_EXTENSIONS, open_rgb, rgb_to_tensor
+from .base import DEFAULT_MAX_PIXELS, MediaError, Modality, ModalitySettings, register_modality
+from .image import IMAGE_EXTENSIONS, open_rgb, rgb_to_tensor, too_many_pixels
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
+# .gif: an animated GIF is a clip too (PyAV decodes it like any container)
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".gif")
 
 
 @dataclasses.dataclass
 class VideoSettings(ModalitySettings):
     num_frames: int = 5  # frames sampled uniformly over the clip (PathWeave's video setting)
     size: int = 224
+    max_pixels: int = DEFAULT_MAX_PIXELS  # per frame: larger frames are refused before decoding
 
 
 def uniform_indices(n_total: int, n_out: int) -> np.ndarray:
@@ -31,7 +33,7 @@ def _frames_from_dir(path: Path, settings: VideoSettings) -> list:
     files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
         raise MediaError(path, "frame folder holds no images")
-    return [open_rgb(files[i], settings.size) for i in uniform_indices(len(files), settings.num_frames)]
+    return [open_rgb(files[i], settings.size, settings.max_pixels) for i in uniform_indices(len(files), settings.num_frames)]
 
 
 def _frames_from_container(path: Path, settings: VideoSettings) -> list:
@@ -43,7 +45,11 @@ def _frames_from_container(path: Path, settings: VideoSettings) -> list:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise MediaError(path, "no video stream")
-            n = container.streams.video[0].frames
+            stream = container.streams.video[0]
+            reason = too_many_pixels(stream.codec_context.width, stream.codec_context.height, settings.max_pixels)
+            if reason is not None:
+                raise MediaError(path, f"video frames too large: {reason}")
+            n = stream.frames
             want = set(uniform_indices(n, settings.num_frames).tolist()) if n > 0 else None
             kept: dict[int, np.ndarray] = {}
             count = 0
@@ -98,6 +104,7 @@ class VideoModality(Modality):
     extensions = VIDEO_EXTENSIONS
     settings_cls = VideoSettings
     accepts_dirs = True
+    frames_setting = "num_frames"
 
     def _load(self, path: Path, settings: VideoSettings) -> torch.Tensor:
         path = self.check_path(path)
