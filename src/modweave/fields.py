@@ -145,7 +145,9 @@ def _fits(tp: Any, value: Any) -> bool:
     origin = typing.get_origin(tp) or tp
     if tp is Any:
         return True
-    if dataclasses.is_dataclass(tp) or origin is dict:
+    if dataclasses.is_dataclass(tp):
+        return isinstance(value, (Mapping, tp))  # an instance: built in Python, already checked
+    if origin is dict:
         return isinstance(value, Mapping)
     if origin in (list, tuple):
         return isinstance(value, (list, tuple))
@@ -172,7 +174,7 @@ def _typed(tp: Any, value: Any, where: str) -> Any:
     if not _fits(tp, value):
         raise ConfigError(f"config key '{where}': expected {_describe(tp)}, got {_show(value)}")
     if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value, where)
+        return value if isinstance(value, tp) else from_dict(tp, value, where)
     if tp is float:
         return value if isinstance(value, (int, float)) else _as_float(value)
     if origin is list:
@@ -180,7 +182,8 @@ def _typed(tp: Any, value: Any, where: str) -> Any:
     if origin is tuple:
         if args and args[-1] is not Ellipsis:
             if len(value) != len(args):
-                raise ConfigError(f"config key '{where}': expected {_describe(tp)}, got {len(value)} value{'s' if len(value) != 1 else ''}")
+                n = len(value)
+                raise ConfigError(f"config key '{where}': expected {_describe(tp)}, got {n} value{'s' * (n != 1)}")
             return tuple(_typed(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
         return tuple(_typed(args[0] if args else Any, v, f"{where}[{i}]") for i, v in enumerate(value))
     if origin is dict:
