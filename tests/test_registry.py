@@ -49,3 +49,34 @@ def test_connectors_register_through_the_helper():
         assert isinstance(conn, Connector) and conn.encoder_width == 8
         conn.set_grad_checkpointing(True)  # every connector answers the interface
         conn.set_grad_checkpointing(False)
+
+
+@pytest.mark.parametrize("method, settings, key", [
+    ("ana", {"rank": 0}, "stages[0].settings.rank"),
+    ("ana", {"rank": "8"}, "stages[0].settings.rank"),
+    ("ana", {"sites": ["ffn"]}, "stages[0].settings.sites"),
+    ("ana", {"gate_noise": {"sigma": 1}}, "stages[0].settings.gate_noise.sigma"),
+    ("ana", {"ranks": 8}, "stages[0].settings.ranks"),
+    ("lora", {"rank": True}, "stages[0].settings.rank"),
+    ("lora", {"dropout": 2}, "stages[0].settings.dropout"),
+    ("finetune", {"lr": 1}, "stages[0].settings.lr"),
+])
+def test_method_settings_are_typed_and_checked_when_created(method, settings, key):
+    from modweave.methods import get_method
+
+    import re
+
+    with pytest.raises(ValueError, match=re.escape(f"config key '{key}'")):
+        get_method(method).check_settings(settings, where="stages[0].settings")
+
+
+@pytest.mark.parametrize("name", __import__("modweave.methods", fromlist=["list_methods"]).list_methods())
+def test_every_method_completes_its_defaults_as_json(name):
+    import json
+
+    from modweave.methods import get_method
+
+    impl = get_method(name)
+    full = impl.check_settings({})
+    assert json.loads(json.dumps(full)) == full  # what the stage record keeps
+    assert impl.check_settings(dict(full)) == full  # idempotent: a saved stage's settings re-check to themselves

@@ -125,10 +125,15 @@ class ContinualTrainer:
 
         for i, st in enumerate(self.cfg.stages):
             try:
-                get_method(st.method).check_settings(dict(st.settings))
+                impl = get_method(st.method)
             except ValueError as err:
-                key = "method" if "unknown method" in str(err) else "settings"
-                raise ConfigError(f"config key 'stages[{i}].{key}': {err}") from None
+                raise ConfigError(f"config key 'stages[{i}].method': {err}") from None
+            try:
+                impl.check_settings(dict(st.settings), where=f"stages[{i}].settings")
+            except ConfigError:
+                raise  # it names the key already
+            except ValueError as err:
+                raise ConfigError(f"config key 'stages[{i}].settings': {err}") from None
         if self.cfg.base_train is not None:
             for m in self.base_modalities:
                 self.data.train(m)  # raises ConfigError naming data.train when missing

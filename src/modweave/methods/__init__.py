@@ -1,12 +1,15 @@
 """Methods: one registered unit each, saying what is added and what trains when a modality arrives.
 
-A method subclasses `Method`, sets `name` (and `phases` when a step has several), and implements
+A method subclasses `Method`, sets `name` (and `phases` when a step has several) and `settings_cls`
+(a dataclass of its settings, validated when a stage is created), and implements
 `add_modality` (build the new path and its modules) and `trainable` (what trains in a phase). The
 model and trainer know nothing else about it. Register with `@register_method`.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -16,25 +19,52 @@ if TYPE_CHECKING:
     from ..config import ModalitySpec
     from ..model import XModalLM
 
+from ..fields import ConfigError, from_dict, to_dict
 from ..registry import Registry
 
 METHODS: "Registry[type[Method]]" = Registry("method")
 
 
+@dataclasses.dataclass
+class NoSettings:
+    """The settings of a method that takes none."""
+
+
 class Method:
-    """Base class. Subclasses are stateless: everything they build lives in the model."""
+    """Base class. Subclasses are stateless: everything they build lives in the model.
+
+    `settings_cls` is a dataclass of the method's settings (types, defaults, ranges through
+    `fields.setting(...)`): `check_settings` validates a user's mapping against it when a stage is
+    created (a typo or a wrong type fails before any training) and returns the complete settings as
+    JSON data, which is what the stage record keeps and every hook receives."""
 
     name: ClassVar[str] = ""
     phases: ClassVar[tuple[str, ...]] = ("train",)
-    #: settings this method accepts, with defaults (unknown keys are refused by `check_settings`)
-    defaults: ClassVar[dict[str, Any]] = {}
+    settings_cls: ClassVar[type] = NoSettings
+    #: legacy form of `settings_cls`: a mapping of setting -> default (unknown keys refused, no types)
+    defaults: ClassVar[dict[str, Any] | None] = None
 
-    def check_settings(self, settings: dict[str, Any]) -> dict[str, Any]:
-        unknown = sorted(set(settings) - set(self.defaults))
-        if unknown:
-            raise ValueError(f"method '{self.name}': unknown setting '{unknown[0]}' "
-                             f"(known: {', '.join(self.defaults) or 'none'})")
-        return {**self.defaults, **settings}
+    def check_settings(self, settings: dict[str, Any], where: str | None = None) -> dict[str, Any]:
+        """Settings `settings` completed with defaults; ValueError (naming the key) when one is bad."""
+        where = where or f"method '{self.name}' settings"
+        if self.defaults is not None:
+            unknown = sorted(set(settings) - set(self.defaults))
+            if unknown:
+                raise ValueError(f"method '{self.name}': unknown setting '{unknown[0]}' "
+                                 f"(known: {', '.join(self.defaults) or 'none'})")
+            return {**copy.deepcopy(self.defaults), **settings}
+        if settings is not None and not isinstance(settings, dict):
+            raise ConfigError(f"config key '{where}': expected a mapping, got {type(settings).__name__}")
+        out = to_dict(from_dict(self.settings_cls, settings or {}, where))
+        self.validate(out, where)
+        return out
+
+    def validate(self, settings: dict[str, Any], where: str) -> None:
+        """Checks across settings that a field's type and range cannot say (raise ConfigError)."""
+
+    def setting_fields(self) -> list[dataclasses.Field]:
+        """The settings dataclass's fields (for `modweave list` and docs)."""
+        return list(dataclasses.fields(self.settings_cls))
 
     def add_modality(self, model: "XModalLM", spec: "ModalitySpec", settings: dict[str, Any]) -> None:
         """Build modality `spec.name`'s path and the method's modules for it."""

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
+from ..fields import setting
 from . import Method, register_method
 
 if TYPE_CHECKING:
@@ -50,10 +52,19 @@ def switch_adapter(connector: nn.Module, modality: str | None) -> None:
         p.requires_grad_(flag)
 
 
+@dataclass
+class LoRASettings:
+    """peft LoRA on the base connector's attention projections, one adapter per modality."""
+
+    rank: int = setting(8, min=1)  # r
+    alpha: float = setting(16, gt=0)  # lora_alpha (scale alpha / r)
+    dropout: float = setting(0.0, min=0, max=1)
+
+
 @register_method
 class LoRA(Method):
     name = "lora"
-    defaults = {"rank": 8, "alpha": 16, "dropout": 0.0}
+    settings_cls = LoRASettings
 
     def add_modality(self, model: "XModalLM", spec: "ModalitySpec", settings: dict[str, Any]) -> None:
         from peft import LoraConfig, inject_adapter_in_model

@@ -11,10 +11,12 @@ Spec: /work/shared/spec/pathweave.md. Modules: adapter.py, gate.py, inject.py.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
+from ...fields import ConfigError, setting
 from .. import Method, register_method
 from .adapter import Adapter, ModalityExperts
 from .gate import NoisyGate
@@ -30,29 +32,35 @@ __all__ = ["Ana", "Adapter", "ModalityExperts", "NoisyGate", "AdaptedLinear", "a
 DEFAULT_GATE_NOISE = {"enabled": True, "min_std": 0.01}
 
 
+@dataclass
+class GateNoise:
+    enabled: bool = True  # noisy gating in training mode
+    min_std: float = setting(0.01, min=0)  # the noise floor
+
+
+@dataclass
+class AnaSettings:
+    """`rank`: adapter bottleneck r; `sites`: site kinds among q, k, v, o, llm_proj; `gate_noise`."""
+
+    rank: int = setting(8, min=1)
+    sites: list[str] = setting(factory=lambda: list(SITE_KINDS))
+    gate_noise: GateNoise = setting(factory=GateNoise)
+
+
 @register_method
 class Ana(Method):
-    """Settings: `rank` (adapter bottleneck r, 8), `sites` (site kinds among q, k, v, o, llm_proj; all by
-    default), `gate_noise` (`enabled`: noisy gating in training mode; `min_std`: the 0.01 noise floor)."""
+    """Settings (`AnaSettings`): `rank` (adapter bottleneck r, 8), `sites` (site kinds among q, k, v, o,
+    llm_proj; all by default), `gate_noise` (`enabled`: noisy gating in training mode; `min_std`: the
+    0.01 noise floor)."""
 
     name = "ana"
-    defaults = {"rank": 8, "sites": list(SITE_KINDS), "gate_noise": dict(DEFAULT_GATE_NOISE)}
+    settings_cls = AnaSettings
 
-    def check_settings(self, settings: dict[str, Any]) -> dict[str, Any]:
-        noise = settings.get("gate_noise") or {}
-        if not isinstance(noise, dict) or set(noise) - set(DEFAULT_GATE_NOISE):
-            raise ValueError(f"method 'ana': gate_noise must be a mapping with keys "
-                             f"{', '.join(DEFAULT_GATE_NOISE)}, got {noise!r}")
-        out = super().check_settings(settings)
-        out["gate_noise"] = {**DEFAULT_GATE_NOISE, **noise}
-        out["sites"] = list(out["sites"])
-        if not isinstance(out["rank"], int) or out["rank"] < 1:
-            raise ValueError(f"method 'ana': rank must be a positive integer, got {out['rank']!r}")
-        unknown = sorted(set(out["sites"]) - set(SITE_KINDS))
-        if unknown or not out["sites"]:
-            raise ValueError(f"method 'ana': sites must be a non-empty list of {', '.join(SITE_KINDS)}"
-                             + (f" (unknown: {unknown[0]})" if unknown else ""))
-        return out
+    def validate(self, settings: dict[str, Any], where: str) -> None:
+        unknown = sorted(set(settings["sites"]) - set(SITE_KINDS))
+        if unknown or not settings["sites"]:
+            raise ConfigError(f"config key '{where}.sites': must be a non-empty list of {', '.join(SITE_KINDS)}"
+                              + (f" (unknown: {unknown[0]})" if unknown else ""))
 
     def add_modality(self, model: "XModalLM", spec: "ModalitySpec", settings: dict[str, Any]) -> None:
         model.new_path(spec, connector=model.base_connector_name)
