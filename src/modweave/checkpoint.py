@@ -1,21 +1,25 @@
 """Stage-wise checkpoints: one safetensors file per stage plus a JSON manifest.
 
-DIR/manifest.json   {"format", "library_version", "config", "stages": [StageRecord...], "data": {...}}
+DIR/manifest.json   {"format", "library_version", "config", "stages": [StageRecord...], "external",
+                     "parent" (grown checkpoints), "data": {...}}
 DIR/tokenizer/      the tokenizer (save_pretrained)
 DIR/stage-NN-<name>.safetensors   tensors created or trained in stage NN
 
 A model as it was after stage k is rebuilt by building the base from the config and replaying the
-stages' `add_modality` / phase records up to k, loading each stage's file on the way. Every file
-is written to a temp name and renamed; the manifest is written last, so a file it does not list
-(half-written or from a killed run) is never read. No pickle anywhere.
+stages' `add_modality` / phase records up to k, loading each stage's file on the way; every tensor a
+stage owns must come from its file. Frozen modules loaded from a checkpoint elsewhere are referenced
+(checkpoint_refs.py), not copied. A model loaded with `load_pretrained(PARENT)` and grown into another
+folder writes only its new stages there; the manifest's `parent` entry points at PARENT for the others.
+Every file is written to a temp name and renamed; the manifest is written last, so a file it does not
+list (half-written or from a killed run) is never read. No pickle anywhere.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,54 +29,71 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from . import __version__
-from .config import ModelConfig, from_dict, modality_spec, to_dict
+from .checkpoint_manifest import (FORMAT, MANIFEST, CheckpointError, contained, model_config, read_manifest,
+                                  stage_folders, stage_records)
+from .checkpoint_refs import (birth_stage, external_modules, module_keys, referenced_keys, sha256_file, source_record,
+                              verify_source)
+from .config import modality_spec, to_dict
 from .utils import atomic_path, atomic_write_bytes
 
 if TYPE_CHECKING:
-    from .model import StageRecord, XModalLM
+    from .stages import StageRecord
+    from .model import XModalLM
+
+__all__ = ["CheckpointError", "FORMAT", "MANIFEST", "load_pretrained", "read_manifest", "save_pretrained",
+           "stage_tensors", "write_stage", "write_manifest", "manifest_dict", "load_checked"]
 
 logger = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
-FORMAT = "modweave-checkpoint/1"
-
-
-class CheckpointError(RuntimeError):
-    """A missing, corrupt or mismatching checkpoint; the message names the file or tensor."""
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
+ORIGIN = "_modweave_checkpoint"  # set on a loaded model: {"dir", "stages", "manifest_sha256"}
+_sha256 = sha256_file
 
 
 def _external(model: "XModalLM") -> set[str]:
     """State keys of modules loaded from elsewhere (hub encoders/LLMs marked `_modweave_external`)."""
-    keys: set[str] = set()
-    for prefix, mod in model.named_modules():
-        if getattr(mod, "_modweave_external", False):
-            keys.update(f"{prefix}.{k}" if prefix else k for k in mod.state_dict())
+    return set().union(*(module_keys(p, m) for p, m in external_modules(model).items()))
+
+
+def _trained(model: "XModalLM", index: int) -> set[str]:
+    from .methods import get_method
+
+    record = model.stages[index]
+    if record.modality is None:
+        return set()
+    impl = get_method(record.method)
+    ids = {id(p) for p in impl.trainable(model, record.modality, record.phase, record.settings)}
+    return {n for n, p in model.named_parameters() if id(p) in ids}
+
+
+def _state_name(key: str, state: dict[str, torch.Tensor]) -> str | None:
+    """Where `key` is in the state now: itself, or where peft moved it when a later stage wrapped its
+    Linear (`q.weight` -> `q.base_layer.weight`); None when it is gone."""
+    if key in state:
+        return key
+    head, _, leaf = key.rpartition(".")
+    moved = f"{head}.base_layer.{leaf}" if head else f"base_layer.{leaf}"
+    return moved if moved in state else None
+
+
+def owned_keys(model: "XModalLM", index: int) -> set[str]:
+    """The state keys stage `index` owns: those created in it, plus every parameter that trained in it,
+    minus the modules it loaded from a checkpoint elsewhere (referenced in the manifest)."""
+    trained = _trained(model, index)
+    keys = set(model._stage_keys[index]) | trained
+    for ref in referenced_keys(model, index, trained).values():
+        keys -= ref
     return keys
 
 
 def stage_tensors(model: "XModalLM", index: int) -> dict[str, torch.Tensor]:
-    """Tensors stage `index` owns: those created in it, plus every parameter that trained in it."""
-    from .methods import get_method
-
+    """Tensors stage `index` owns, by the names they had when the stage was built."""
     state = model.state_dict()
-    record = model.stages[index]
-    trained: set[str] = set()
-    if record.modality is not None:
-        impl = get_method(record.method)
-        ids = {id(p) for p in impl.trainable(model, record.modality, record.phase, record.settings)}
-        trained = {n for n, p in model.named_parameters() if id(p) in ids}
-    keys = (model._stage_keys[index] | trained) & set(state)
-    if index == 0:  # the base's hub weights are referenced, not copied; modules added later inside
-        keys -= _external(model)  # them (adapters) and tensors later stages train are always saved
-    return {k: state[k] for k in sorted(keys)}
+    out = {}
+    for k in sorted(owned_keys(model, index)):
+        now = _state_name(k, state)
+        if now is not None:
+            out[k] = state[now]
+    return out
 
 
 def _file_name(index: int, name: str) -> str:
@@ -80,21 +101,93 @@ def _file_name(index: int, name: str) -> str:
     return f"stage-{index:02d}-{safe}.safetensors"
 
 
+# ------------------------------------------------------------------------------------------------
+# where a save may go
+
+
+def _is_library_file(name: str) -> bool:
+    """Names this library writes into a checkpoint folder (temp files included)."""
+    return (name in (MANIFEST, "tokenizer", ".tokenizer.tmp") or (name.startswith("stage-") and name.endswith(".safetensors"))
+            or (name.startswith(".") and name.endswith(".tmp")))
+
+
+def _same_record(theirs: dict[str, Any], ours: "StageRecord") -> bool:
+    return (theirs.get("name"), theirs.get("modality"), theirs.get("method"), theirs.get("phase"),
+            theirs.get("file"), theirs.get("sha256")) == (ours.name, ours.modality, ours.method, ours.phase,
+                                                          ours.file, ours.sha256)
+
+
+def _target_parent(model: "XModalLM", save_dir: Path) -> dict[str, Any] | None:
+    """Check that `model` may write into `save_dir`; returns the parent entry its manifest gets.
+
+    Allowed: a missing or empty folder, one holding only files this library writes, or this model's own
+    checkpoint (its stages so far, same files and checksums: how the trainer writes stage by stage).
+    Refused: a file, a folder with other files, another model's checkpoint, or this model's checkpoint
+    with more stages than the model has (an `upto=` load saved back would drop them)."""
+    if save_dir.exists() and not save_dir.is_dir():
+        raise CheckpointError(f"cannot save into {save_dir}: it is a file, not a checkpoint folder")
+    if (save_dir / MANIFEST).exists():
+        try:
+            data = read_manifest(save_dir)
+        except CheckpointError as err:
+            raise CheckpointError(f"refusing to write into {save_dir}: {err}") from None
+        theirs = data["stages"]
+        if len(theirs) > len(model.stages):
+            raise CheckpointError(f"refusing to write into {save_dir}: it holds {len(theirs)} stages, this model "
+                                  f"{len(model.stages)} (saving would drop stage '{theirs[len(model.stages)].get('name')}'); "
+                                  "save into a new folder")
+        for i, rec in enumerate(theirs):
+            if not _same_record(rec, model.stages[i]):
+                raise CheckpointError(f"refusing to write into {save_dir}: it holds another model's checkpoint "
+                                      f"(stage {i} '{rec.get('name')}' is not this model's); save into a new folder")
+        return data.get("parent")
+    if save_dir.is_dir():
+        foreign = sorted(p.name for p in save_dir.iterdir() if not _is_library_file(p.name))
+        if foreign:
+            raise CheckpointError(f"refusing to write into {save_dir}: it is not empty and not a modweave checkpoint "
+                                  f"(it holds {foreign[0]!r}); save into a new or empty folder")
+    origin = getattr(model, ORIGIN, None)
+    if origin and Path(origin["dir"]).resolve() != save_dir.resolve() and (Path(origin["dir"]) / MANIFEST).is_file():
+        target = save_dir.resolve()
+        try:
+            rel = os.path.relpath(origin["dir"], target)
+        except ValueError:  # another drive (Windows)
+            rel = str(Path(origin["dir"]).resolve())
+        return {"path": rel, "stages": origin["stages"], "manifest_sha256": origin["manifest_sha256"]}
+    return None
+
+
 def write_stage(model: "XModalLM", save_dir: Path, index: int) -> None:
-    """Write stage `index`'s tensors and update the manifest (atomically, manifest last)."""
+    """Write stage `index`'s tensors and update the manifest (atomically, manifest last). A stage that
+    lives in the parent checkpoint (the model was loaded from it) is referenced, not written."""
+    save_dir = Path(save_dir)
+    parent = _target_parent(model, save_dir)
+    for i in range(index):  # earlier stages closed without a folder: written now, so the manifest lists no null file
+        rec = model.stages[i]
+        if rec.file is None or not (parent and i < parent["stages"]) and not (save_dir / rec.file).is_file():
+            _write_stage(model, save_dir, i, parent)
+    _write_stage(model, save_dir, index, parent)
+    write_manifest(model, save_dir, parent=parent)
+
+
+def _write_stage(model: "XModalLM", save_dir: Path, index: int, parent: dict[str, Any] | None) -> None:
     save_dir.mkdir(parents=True, exist_ok=True)
     if index == 0 or not (save_dir / "tokenizer").exists():
         _save_tokenizer(model, save_dir)
+    if parent and index < parent["stages"]:
+        return
     record = model.stages[index]
     tensors = stage_tensors(model, index)
     name = _file_name(index, record.name)
     path = save_dir / name
     # safetensors refuses tensors sharing storage: give each its own contiguous copy on CPU
     cpu = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    # one metadata key: safetensors writes its metadata map in a random order, so two keys would make
+    # the sha256 of identical tensors differ from run to run
+    meta = {"modweave": json.dumps({"format": FORMAT, "stage": record.name}, sort_keys=True)}
     with atomic_path(path) as tmp:
-        save_file(cpu, str(tmp), metadata={"stage": record.name, "format": FORMAT})
+        save_file(cpu, str(tmp), metadata=meta)
     record.file, record.sha256 = name, _sha256(path)
-    write_manifest(model, save_dir)
 
 
 def _save_tokenizer(model: "XModalLM", save_dir: Path) -> None:
@@ -108,7 +201,20 @@ def _save_tokenizer(model: "XModalLM", save_dir: Path) -> None:
     tmp.rename(final)
 
 
-def manifest_dict(model: "XModalLM", extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def _external_records(model: "XModalLM", written: int) -> dict[str, Any]:
+    """Manifest records of the external modules built in the first `written` stages."""
+    out = {}
+    for prefix, mod in external_modules(model).items():
+        born = birth_stage(model, module_keys(prefix, mod))
+        if born is None or born >= written:
+            continue
+        rec = model.stages[born]
+        out[prefix] = source_record(model, prefix, mod, rec.name, rec.spec)
+    return out
+
+
+def manifest_dict(model: "XModalLM", extra: dict[str, Any] | None = None,
+                  parent: dict[str, Any] | None = None) -> dict[str, Any]:
     written = [s for s in model.stages if s.file is not None or s.modality is None]
     return {
         "format": FORMAT,
@@ -118,6 +224,8 @@ def manifest_dict(model: "XModalLM", extra: dict[str, Any] | None = None) -> dic
         "modalities": [s.modality for s in model.stages if s.modality is not None and s.phase == _first_phase(s)],
         "config": to_dict(model.config),
         "stages": [dataclasses.asdict(s) for s in written],
+        "external": _external_records(model, len(written)),
+        "parent": parent,
         **(extra or {}),
     }
 
@@ -128,9 +236,10 @@ def _first_phase(record: "StageRecord") -> str:
     return get_method(record.method).phases[0]
 
 
-def write_manifest(model: "XModalLM", save_dir: Path, extra: dict[str, Any] | None = None) -> None:
+def write_manifest(model: "XModalLM", save_dir: Path, extra: dict[str, Any] | None = None,
+                   parent: dict[str, Any] | None = None) -> None:
     old = save_dir / MANIFEST
-    current = manifest_dict(model)
+    current = manifest_dict(model, parent=parent)
     keep = {}
     if old.exists():  # keep fields other tools wrote (data checksums, trainer state)
         keep = {k: v for k, v in json.loads(old.read_text()).items() if k not in current}
@@ -138,45 +247,58 @@ def write_manifest(model: "XModalLM", save_dir: Path, extra: dict[str, Any] | No
     atomic_write_bytes(old, json.dumps(data, indent=2).encode())
 
 
-def save_pretrained(model: "XModalLM", save_dir: Path) -> Path:
+def save_pretrained(model: "XModalLM", save_dir: Path, copy_parent: bool = False) -> Path:
     """Write every stage not yet written to `save_dir` with the model's current tensors.
 
     A trainer writes each stage as it ends (`end_stage(save_dir)`); this call is for a model grown by
     hand. Where a later stage changed tensors an earlier stage owns (the `finetune` baseline),
-    `upto=` on such a save gives the final values: write stages as they end to keep every step."""
-    save_dir.mkdir(parents=True, exist_ok=True)
+    `upto=` on such a save gives the final values: write stages as they end to keep every step.
+    A model loaded from another checkpoint references that checkpoint's stages (manifest `parent`)
+    unless `copy_parent=True`, which writes a standalone copy."""
+    save_dir = Path(save_dir)
+    parent = _target_parent(model, save_dir)
+    if copy_parent and parent and not (save_dir / MANIFEST).exists():
+        parent = None
     fresh = not (save_dir / MANIFEST).exists()
     for i, s in enumerate(model.stages):
         if fresh or s.file is None or not (save_dir / s.file).exists():
-            write_stage(model, save_dir, i)
-    write_manifest(model, save_dir)
+            _write_stage(model, save_dir, i, parent)
+    write_manifest(model, save_dir, parent=parent)
     return save_dir
 
 
-def read_manifest(save_dir: Path) -> dict[str, Any]:
-    path = save_dir / MANIFEST
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {save_dir}: {MANIFEST} is missing")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{path}: corrupt manifest ({err})") from None
-    if data.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a modweave checkpoint (format {data.get('format')!r})")
-    return data
+# ------------------------------------------------------------------------------------------------
+# loading
 
 
-def _load_stage_file(model: "XModalLM", save_dir: Path, record: "StageRecord", verify: bool) -> None:
-    path = save_dir / record.file
+def _load_stage_file(model: "XModalLM", folder: Path, index: int, record: "StageRecord", manifest: Path,
+                     verify: bool) -> set[str]:
+    """Fill stage `index` from its file; every tensor the stage owns must be in it. Returns the file's keys."""
+    if not record.file:
+        raise CheckpointError(f"{manifest}: stage '{record.name}' has no file (\"file\": null), so its tensors "
+                              "cannot be loaded")
+    path = contained(folder, record.file, manifest, record.name)
     if not path.is_file():
         raise CheckpointError(f"checkpoint file missing: {path}")
-    if verify and record.sha256 and _sha256(path) != record.sha256:
-        raise CheckpointError(f"checkpoint file corrupt (checksum mismatch): {path}")
+    if verify:
+        if not record.sha256:
+            raise CheckpointError(f"{manifest}: stage '{record.name}' has no sha256, so {path.name} cannot be "
+                                  "checked (load with verify=False to skip every checksum)")
+        if _sha256(path) != record.sha256:
+            raise CheckpointError(f"checkpoint file corrupt (checksum mismatch): {path}")
     try:
         tensors = load_file(str(path), device=str(model._param_device()))
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"checkpoint file unreadable: {path} ({err})") from None
+    missing = sorted(owned_keys(model, index) - set(tensors))
+    if missing:
+        raise CheckpointError(f"{path} lacks {len(missing)} tensor(s) of stage '{record.name}' (nothing is left "
+                              f"randomly initialised): {', '.join(missing[:5])}")
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        logger.warning("%s: %d tensor(s) hold NaN or inf values: %s", path, len(bad), ", ".join(sorted(bad)[:5]))
     load_checked(model, tensors, str(path))
+    return set(tensors)
 
 
 def load_checked(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
@@ -193,33 +315,74 @@ def load_checked(model: torch.nn.Module, tensors: dict[str, torch.Tensor], sourc
             state[k].copy_(v)
 
 
+def _check_tokenizer_dir(tok_dir: Path) -> None:
+    """A checkpoint's tokenizer/ never holds code: refuse one that would make transformers run some."""
+    code = sorted(p.name for p in tok_dir.glob("*.py"))
+    for name in ("tokenizer_config.json", "config.json"):
+        f = tok_dir / name
+        try:
+            data = json.loads(f.read_text()) if f.is_file() else {}
+        except (OSError, ValueError):
+            continue  # transformers names a corrupt file itself
+        if isinstance(data, dict) and data.get("auto_map"):
+            code.insert(0, f"{name}: auto_map")
+    if code:
+        raise CheckpointError(f"{tok_dir}: the tokenizer ships custom code ({', '.join(code[:3])}); modweave never "
+                              "runs code from a checkpoint (trust_remote_code=False)")
+
+
+def _references(model: "XModalLM", external: dict[str, Any], stage: str, manifest: Path, verify: bool) -> None:
+    for prefix, rec in external.items():
+        if isinstance(rec, dict) and rec.get("stage") == stage:
+            verify_source(model, prefix, rec, manifest, verify)
+
+
+def _adopt_copied(model: "XModalLM", index: int, loaded: set[str]) -> None:
+    """A module the stage's file filled entirely (an older checkpoint, or a trained base LLM) is the
+    checkpoint's own from now on: a later save keeps writing it rather than referencing its source."""
+    for prefix, mod in external_modules(model).items():
+        keys = module_keys(prefix, mod)
+        if keys and keys <= loaded:
+            object.__setattr__(mod, "_modweave_external", False)
+
+
 def load_pretrained(save_dir: Path, upto: str | None = None, device: str | torch.device | None = None,
                     verify: bool = True) -> "XModalLM":
-    """Rebuild the model saved in `save_dir` as it was after stage/modality `upto` (default: the last)."""
-    from .model import StageRecord, XModalLM
+    """Rebuild the model saved in `save_dir` as it was after stage/modality `upto` (default: the last).
+
+    `verify=False` skips the stage files' checksums and accepts changed sources of referenced modules
+    (with a warning). A grown checkpoint loads its parent's stages from the parent folder."""
+    from .model import XModalLM
     from .methods import get_method
 
     save_dir = Path(save_dir)
     manifest = read_manifest(save_dir)
-    config = from_dict(ModelConfig, manifest["config"], "config")
-    records = [StageRecord(**s) for s in manifest["stages"]]
+    mpath = save_dir / MANIFEST
+    records = stage_records(manifest, mpath)
+    config = model_config(manifest, mpath)
+    folders = stage_folders(save_dir, manifest)
     names = [r.name for r in records]
     if upto is not None:
         last = [i for i, r in enumerate(records) if r.name == upto or r.modality == upto]
         if not last:
             raise CheckpointError(f"upto='{upto}': no such stage in {save_dir} (stages: {', '.join(names)})")
         records = records[: last[-1] + 1]
+    external = manifest.get("external") or {}
 
-    tok_dir = save_dir / "tokenizer"
+    tok_dir = next((f / "tokenizer" for f in dict.fromkeys([save_dir, *folders]) if (f / "tokenizer").is_dir()), None)
     tok_cfg = dataclasses.replace(config.tokenizer)
-    if tok_dir.is_dir():  # the saved tokenizer, not the corpus or the hub
+    if tok_dir is not None:  # the saved tokenizer, not the corpus or the hub
+        _check_tokenizer_dir(tok_dir)
         config.tokenizer.kind, config.tokenizer.name_or_path = "hf", str(tok_dir)
-    model = XModalLM.build(config)
+    try:
+        model = XModalLM.build(config)
+    except TypeError as err:  # a value the config checks let through but the builders cannot use
+        raise CheckpointError(f"{mpath}: the manifest's config does not build a model ({err})") from None
     model.config.tokenizer = tok_cfg
-    if records[0].file:
-        _load_stage_file(model, save_dir, records[0], verify)
+    _references(model, external, records[0].name, mpath, verify)
+    _adopt_copied(model, 0, _load_stage_file(model, folders[0], 0, records[0], mpath, verify))
     model.stages[0] = records[0]
-    for rec in records[1:]:
+    for i, rec in enumerate(records[1:], start=1):
         impl = get_method(rec.method)
         if rec.modality not in model.paths:
             spec = modality_spec(rec.spec, f"stage {rec.name}")
@@ -228,11 +391,13 @@ def load_pretrained(save_dir: Path, upto: str | None = None, device: str | torch
         impl.start_phase(model, rec.modality, rec.phase, rec.settings, model._method_state(rec.modality))
         model.stages.append(rec)
         model._record_new_keys()
-        if rec.file:
-            _load_stage_file(model, save_dir, rec, verify)
+        _references(model, external, rec.name, mpath, verify)
+        _adopt_copied(model, i, _load_stage_file(model, folders[i], i, rec, mpath, verify))
     model._stage_open = False
     model.freeze_all()
     model.eval()
+    object.__setattr__(model, ORIGIN, {"dir": str(save_dir.resolve()), "stages": len(records),
+                                       "manifest_sha256": _sha256(mpath)})
     if device is not None:
         model.to(device)
     return model
