@@ -136,6 +136,8 @@ def test_train_refuses_bad_files(tmp_path, capsys, text, where):
     pytest.param(["--memory", "--micro-batch", "-1"], "--micro-batch", id="micro-batch-negative"),
     pytest.param(["--memory", "--micro-batch", "0"], "--micro-batch", id="micro-batch-zero"),
     pytest.param(["--memory", "--seq-len", "-5"], "--seq-len", id="seq-len-negative"),
+    pytest.param(["--micro-batch", "2"], "--micro-batch", id="memory-flag-without-memory"),
+    pytest.param(["--quantization", "4bit"], "--quantization", id="quantization-without-memory"),
 ])
 def test_params_refuses_bad_input(tmp_path, capsys, args, key):
     cfg = _write(tmp_path)

@@ -28,6 +28,11 @@ def run(args: argparse.Namespace) -> int:
     for flag, value in (("--micro-batch", args.micro_batch), ("--seq-len", args.seq_len)):
         if value is not None and value < 1:
             raise ConfigError(f"{flag} must be a positive integer, got {value}")
+    memory_only = {"--micro-batch": args.micro_batch is not None, "--seq-len": args.seq_len is not None,
+                   "--grad-checkpointing": args.grad_checkpointing, "--quantization": args.quantization != "none"}
+    ignored = [flag for flag, given in memory_only.items() if given]
+    if ignored and not args.memory:
+        raise ConfigError(f"{ignored[0]} applies to the memory estimate only: add --memory")
     if args.memory:
         from ..memory import estimate_memory, format_memory
 
