@@ -26,3 +26,13 @@ def test_preset_parses_for_the_trainer(preset):
         impl.check_settings(dict(st.settings))
         per_phase = phase_train_configs(train, st.train, impl.phases, f"stages[{i}].train")
         assert set(per_phase) == set(impl.phases)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_preset_round_trips_through_the_checked_parser(preset):
+    # a manifest / progress file stores to_dict(config): reading it back gives the same values and types
+    from modweave.config import ModelConfig, from_dict, run_config, to_dict
+
+    cfg = load_run_config(REPO / preset)
+    assert from_dict(ModelConfig, to_dict(cfg.model), "config") == cfg.model
+    assert run_config(to_dict(cfg)) == cfg
