@@ -2,7 +2,9 @@
 
 `tiny-mixtral` / `tiny-llama` build small models from transformers configs (seeded, deterministic);
 `hf` loads any transformers causal LM from a hub id or a local directory (HF_HUB_OFFLINE honoured by
-huggingface_hub itself). On the meta device only the architecture is built: no weights, no download.
+huggingface_hub itself), never running checkpoint code (`trust_remote_code=False`; a checkpoint with an
+`auto_map` is refused). On the meta device (`device="meta"`, or inside `with torch.device("meta")`) only
+the architecture is built from the checkpoint's config: no weight is read, no `from_pretrained` call.
 """
 
 from __future__ import annotations
@@ -61,8 +63,9 @@ def llm_config(cfg: LLMConfig, vocab_size: int | None, special: dict[str, int]):
             data = json.loads(path.read_text())
             return AutoConfig.for_model(data.pop("model_type"), **data)
         from .bases.gguf import resolve_name_or_path
+        from .bases.hub import pretrained_config
 
-        return AutoConfig.from_pretrained(resolve_name_or_path(cfg.name_or_path))
+        return pretrained_config(resolve_name_or_path(cfg.name_or_path))
     if vocab_size is None:
         raise ValueError("a tiny LLM needs the tokenizer's vocabulary size")
     return tiny_config(cfg, vocab_size, special)
@@ -71,21 +74,25 @@ def llm_config(cfg: LLMConfig, vocab_size: int | None, special: dict[str, int]):
 def build_llm(cfg: LLMConfig, vocab_size: int | None = None, special: dict[str, int] | None = None,
               device: str | torch.device | None = None) -> PreTrainedModel:
     """Build (`tiny-*`, or `hf` on the meta device) or load (`hf`) the causal LM, frozen if asked."""
+    from .bases.hub import from_pretrained, is_meta
+
     special = special or {}
     dtype = torch_dtype(cfg.dtype)
-    meta = device is not None and torch.device(device).type == "meta"
+    meta = is_meta(device)
+    if cfg.kind == "hf" and not cfg.name_or_path:
+        raise ValueError("llm.name_or_path is required for llm.kind=hf")
     if cfg.kind == "hf" and not meta and not cfg.name_or_path.endswith(".json"):
         from .bases.gguf import resolve_name_or_path  # `gguf:pkg/file.gguf` -> a converted local dir
 
-        model = AutoModelForCausalLM.from_pretrained(resolve_name_or_path(cfg.name_or_path), dtype=dtype)
+        model = from_pretrained(AutoModelForCausalLM, resolve_name_or_path(cfg.name_or_path), dtype=dtype)
     else:
         config = llm_config(cfg, vocab_size, special)
         if meta:
             with torch.device("meta"):
-                model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+                model = AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=False)
         else:
             with seeded(cfg.seed):
-                model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+                model = AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=False)
     if cfg.freeze:
         freeze(model)
     return model

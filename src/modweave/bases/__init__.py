@@ -3,6 +3,8 @@
 - `instructblip.build_instructblip(name_or_path)`: the PathWeave base (InstructBLIP-Vicuna-7B layout).
 - `gguf.resolve_name_or_path(value)`: `gguf:<package>/<file>.gguf` or a `.gguf` path -> a local
   transformers directory (converted once and cached), used for the offline real-small tier.
+- `hub`: safe checkpoint loading for every builder (`trust_remote_code=False`, custom code refused,
+  meta-device builds from the config alone).
 """
 
 from __future__ import annotations

@@ -71,8 +71,8 @@ def convert(path: Path, out: Path) -> None:
     logger.info("converting %s to a transformers directory in %s (once)", path.name, out)
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name)
+    tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name, trust_remote_code=False)
+    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, trust_remote_code=False)
     # save_pretrained refuses a model loaded from GGUF (it counts as quantised); once de-quantised it
     # is a plain model: write its config without the GGUF marker and its tensors as safetensors
     from safetensors.torch import save_model

@@ -28,6 +28,7 @@ from transformers import (AutoModelForCausalLM, AutoTokenizer, InstructBlipConfi
                           InstructBlipVisionModel)
 
 from ..checkpoint import CheckpointError
+from .hub import from_pretrained, is_meta, one_line, refuse_remote_code
 from ..config import ConnectorConfig, LLMConfig, ModalitySpec, ModelConfig, PromptConfig, TokenizerConfig
 from ..connectors.qformer import QFormerConnector
 from ..encoders.hf import CLIP_MEAN, CLIP_STD, HFVisionEncoder
@@ -158,16 +159,25 @@ def build_instructblip(name_or_path: str = "Salesforce/instructblip-vicuna-7b", 
                        device: str | torch.device = "cpu", load_tokenizers: bool = True) -> XModalLM:
     """The PathWeave base: an XModalLM with InstructBLIP's vision tower, Q-Former, query tokens,
     language projection and LLM, all frozen. `model.qformer_tokenizer` is the checkpoint's BERT
-    tokenizer (subfolder `qformer_tokenizer`), which the Q-Former instruction must be tokenised with."""
-    config = InstructBlipConfig.from_pretrained(name_or_path)
+    tokenizer (subfolder `qformer_tokenizer`), which the Q-Former instruction must be tokenised with.
+    `device="meta"`: the architecture from the config alone (no weight, no tokenizer read)."""
+    meta = is_meta(device)
+    refuse_remote_code(name_or_path)
+    try:
+        config = InstructBlipConfig.from_pretrained(name_or_path, trust_remote_code=False)
+    except (OSError, ValueError, KeyError) as err:
+        raise ValueError(f"{name_or_path}: cannot read the InstructBLIP config ({one_line(err)})") from None
     tokenizer = qtok = None
-    if load_tokenizers:
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    if load_tokenizers and not meta:  # on the meta device (preflight, params) no tokenizer is needed
+        tokenizer = from_pretrained(AutoTokenizer, name_or_path)
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
-        qtok = AutoTokenizer.from_pretrained(name_or_path, subfolder="qformer_tokenizer")
+        qtok = from_pretrained(AutoTokenizer, name_or_path, subfolder="qformer_tokenizer")
     model = build_empty(config, name_or_path, dtype, tokenizer)
-    load_instructblip_weights(model, read_shards(checkpoint_shards(name_or_path)), device)
+    if meta:  # architecture only: no shard is read; the buffers join the parameters on meta
+        model.to("meta")
+    else:
+        load_instructblip_weights(model, read_shards(checkpoint_shards(name_or_path)), device)
     model.qformer_tokenizer = qtok
     for part in (model.llm, model.encoders["image"], model.connectors[BASE_CONNECTOR]):
         part._modweave_external = True  # stage files keep only what modweave trains

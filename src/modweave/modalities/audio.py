@@ -1,7 +1,15 @@
 """Audio: WAV / FLAC -> ``[num_chunks, chunk_frames, n_mels]`` log-mel filterbank features.
 
-Kaldi-style fbank (25 ms Povey window, 10 ms hop, pre-emphasis, HTK mel scale), the features
-BEATs / ImageBind / AST consume, computed with numpy so no torchaudio is needed.
+``features`` chooses whose features:
+- ``kaldi`` (default): Kaldi-style fbank (25 ms Povey window, 10 ms hop, pre-emphasis, HTK mel scale),
+  the features BEATs / ImageBind / the tiny encoders consume, computed with numpy (no torchaudio).
+  Defaults: 2 chunks of 512 frames, 128 mels.
+- ``whisper`` / ``ast``: the checkpoint's own transformers feature extractor (``processor``: a checkpoint
+  folder or hub id with a ``preprocessor_config.json``, a ``ct2:`` CTranslate2 Whisper, or none for
+  transformers' defaults), run on each chunk's samples: a chunk is exactly the extractor's output
+  (``[frames, n_mels]``, cut to ``chunk_frames``). Defaults: 1 chunk of the extractor's full window
+  (Whisper: 3000 frames = 30 s; AST: its ``max_length``), its mel count. Pair with the encoder option
+  of the same name (``hf-whisper`` / ``hf-ast`` ``options: {features: whisper | ast}``).
 """
 
 from __future__ import annotations
@@ -15,20 +23,42 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import MediaError, Modality, ModalitySettings, register_modality
+from .base import MediaError, Modality, ModalitySettings, SettingsError, register_modality
 
 AUDIO_EXTENSIONS = (".wav", ".flac")
 LOG_FLOOR = float(np.log(np.finfo(np.float32).eps))  # log of Kaldi's energy floor: silence / padding
 
 
+FEATURES = ("kaldi", "whisper", "ast")
+KALDI_DEFAULTS = {"num_chunks": 2, "chunk_frames": 512, "n_mels": 128}
+
+
 @dataclasses.dataclass
 class AudioSettings(ModalitySettings):
+    """None: the default of the chosen ``features`` (see the module doc)."""
+
     sample_rate: int = 16000
-    num_chunks: int = 2  # fixed windows sampled uniformly over the clip (ImageBind-style clips)
-    chunk_frames: int = 512  # frames per window (10 ms hop -> 5.12 s)
-    n_mels: int = 128
+    num_chunks: int | None = None  # fixed windows sampled uniformly over the clip (ImageBind-style clips)
+    chunk_frames: int | None = None  # frames per window (10 ms hop: 512 -> 5.12 s)
+    n_mels: int | None = None
     win_ms: float = 25.0
     hop_ms: float = 10.0
+    features: str = "kaldi"
+    processor: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.features not in FEATURES:
+            raise SettingsError(f"audio loader 'features': '{self.features}' is not one of {', '.join(FEATURES)}")
+        if self.features == "kaldi":
+            if self.processor is not None:
+                raise SettingsError("audio loader 'processor' is used only with features: whisper or ast")
+            for key, value in KALDI_DEFAULTS.items():
+                if getattr(self, key) is None:
+                    setattr(self, key, value)
+        for key in ("num_chunks", "chunk_frames", "n_mels"):
+            value = getattr(self, key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+                raise SettingsError(f"audio loader '{key}' must be a positive integer, got {value!r}")
 
 
 def hz_to_mel(f: np.ndarray | float) -> np.ndarray:
@@ -51,8 +81,9 @@ def log_mel(wave: np.ndarray, settings: AudioSettings) -> np.ndarray:
     sr = settings.sample_rate
     win = int(round(sr * settings.win_ms / 1000))
     hop = int(round(sr * settings.hop_ms / 1000))
+    n_mels = settings.n_mels or KALDI_DEFAULTS["n_mels"]
     if len(wave) < win:
-        return np.zeros((0, settings.n_mels), dtype=np.float32)
+        return np.zeros((0, n_mels), dtype=np.float32)
     n_fft = 1 << (win - 1).bit_length()
     n_frames = 1 + (len(wave) - win) // hop
     frames = np.lib.stride_tricks.sliding_window_view(wave.astype(np.float32), win)[::hop][:n_frames].copy()
@@ -61,7 +92,7 @@ def log_mel(wave: np.ndarray, settings: AudioSettings) -> np.ndarray:
     frames[:, 0] *= 1 - 0.97
     frames *= (np.hanning(win) ** 0.85).astype(np.float32)  # Povey window
     power = np.abs(np.fft.rfft(frames, n=n_fft, axis=1)) ** 2
-    mel = power @ mel_filterbank(settings.n_mels, n_fft, sr).T
+    mel = power @ mel_filterbank(n_mels, n_fft, sr).T
     return np.log(np.maximum(mel, np.finfo(np.float32).eps)).astype(np.float32)
 
 
@@ -105,14 +136,57 @@ def read_mono(path: Path, sample_rate: int) -> np.ndarray:
     return wave
 
 
+def extractor_for(settings: AudioSettings):
+    """The transformers feature extractor of ``settings`` (checked against the other settings)."""
+    from ..encoders.processors import feature_extractor
+
+    fe = feature_extractor(settings.features, settings.processor)
+    mels = fe.feature_size if settings.features == "whisper" else fe.num_mel_bins
+    where = f"audio loader (features: {settings.features}, processor: {settings.processor or 'default'})"
+    if settings.n_mels is not None and settings.n_mels != mels:
+        raise ValueError(f"{where}: n_mels {settings.n_mels} but the extractor has {mels} mel bins")
+    if settings.sample_rate != fe.sampling_rate:
+        raise ValueError(f"{where}: sample_rate {settings.sample_rate} but the extractor wants {fe.sampling_rate}")
+    if (settings.win_ms, settings.hop_ms) != (25.0, 10.0):
+        raise ValueError(f"{where}: win_ms / hop_ms are the extractor's (25 / 10 ms), not settings")
+    return fe
+
+
+def extractor_chunks(wave: np.ndarray, settings: AudioSettings) -> np.ndarray:
+    """Mono ``[S]`` -> ``[num_chunks, chunk_frames, n_mels]``: the extractor run on each chunk's samples
+    (windows spread uniformly over the clip as for Kaldi features), its frames cut to ``chunk_frames``."""
+    fe = extractor_for(settings)
+    hop = int(round(settings.sample_rate * settings.hop_ms / 1000))
+    window = fe.nb_max_frames if settings.features == "whisper" else fe.max_length
+    frames = settings.chunk_frames or window
+    if frames > window:
+        raise ValueError(f"audio loader 'chunk_frames' {frames}: the {settings.features} extractor gives at most {window}")
+    num_chunks = settings.num_chunks or 1
+    total = -(-len(wave) // hop)  # frames the clip spans
+    span = frames * hop + (int(round(settings.sample_rate * settings.win_ms / 1000)) if settings.features == "ast" else 0)
+    out = []
+    for s in np.linspace(0, max(total - frames, 0), num_chunks).round().astype(int):
+        piece = wave[s * hop: s * hop + span]
+        if settings.features == "whisper":
+            feats = fe(piece, sampling_rate=fe.sampling_rate, return_tensors="np").input_features[0].T
+        else:
+            feats = fe(piece, sampling_rate=fe.sampling_rate, return_tensors="np").input_values[0]
+        out.append(feats[:frames])
+    return np.stack(out).astype(np.float32)
+
+
 @register_modality("audio")
 class AudioModality(Modality):
-    """Returns ``[num_chunks, chunk_frames, n_mels]`` float32 log-mel (natural log of mel power)."""
+    """Returns ``[num_chunks, chunk_frames, n_mels]`` float32: Kaldi log-mel (natural log of mel power),
+    or the Whisper / AST extractor's features (``features``)."""
 
     extensions = AUDIO_EXTENSIONS
     settings_cls = AudioSettings
 
     def _load(self, path: Path, settings: AudioSettings) -> torch.Tensor:
         path = self.check_path(path)
-        feats = log_mel(read_mono(path, settings.sample_rate), settings)
+        wave = read_mono(path, settings.sample_rate)
+        if settings.features != "kaldi":
+            return torch.from_numpy(extractor_chunks(wave, settings))
+        feats = log_mel(wave, settings)
         return torch.from_numpy(chunk_features(feats, settings.num_chunks, settings.chunk_frames))
