@@ -17,22 +17,26 @@ class PathContext:
     def __init__(self) -> None:
         self.modality: str | None = None
         self.sample_modalities: list[str] | None = None
-        self._listeners: list[Callable[[str | None], None]] = []
+        self._listeners: dict[str, Callable[[str | None], None]] = {}
 
-    def on_switch(self, fn: Callable[[str | None], None]) -> None:
-        """Call `fn(modality)` whenever the active connector path changes (e.g. peft's set_adapter)."""
-        self._listeners.append(fn)
+    def on_switch(self, fn: Callable[[str | None], None], key: str | None = None) -> None:
+        """Call `fn(modality)` whenever the active connector path changes (e.g. peft's set_adapter).
+        A `key` names the listener: registering the same key again replaces it (one per method)."""
+        self._listeners[key or f"#{len(self._listeners)}"] = fn
+
+    def has_listener(self, key: str) -> bool:
+        return key in self._listeners
 
     @contextlib.contextmanager
     def path(self, modality: str | None) -> Iterator[None]:
         previous, self.modality = self.modality, modality
-        for fn in self._listeners:
+        for fn in self._listeners.values():
             fn(modality)
         try:
             yield
         finally:
             self.modality = previous
-            for fn in self._listeners:
+            for fn in self._listeners.values():
                 fn(previous)
 
     @contextlib.contextmanager

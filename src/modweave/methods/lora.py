@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 
 # full-name regex over the connector's module names (peft full-matches a string target)
 TARGET_MODULES = r".*(attention\.(query|key|value)|attention\.output\.dense)|proj"
-_INSTALLED = "_modweave_lora_switch"
 
 
 def _lora_layers(connector: nn.Module) -> list[Any]:
@@ -44,8 +43,8 @@ def switch_adapter(connector: nn.Module, modality: str | None) -> None:
     has = modality is not None and modality in layers[0].lora_A
     for layer in layers:
         if has:
+            layer.enable_adapters(True)  # re-activates the previous adapter (and its grads: restored below)
             layer.set_adapter(modality)
-            layer._disable_adapters = False  # enable_adapters(True) would re-activate the old adapter first
         else:
             layer.enable_adapters(False)
     for p, flag in flags:
@@ -78,9 +77,7 @@ class LoRA(Method):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Already found a `peft_config`")
             inject_adapter_in_model(config, connector, adapter_name=spec.name)
-        if not getattr(model, _INSTALLED, False):
-            model.context.on_switch(lambda m: switch_adapter(connector, m))
-            setattr(model, _INSTALLED, True)
+        model.context.on_switch(lambda m: switch_adapter(connector, m), key="lora")  # one listener per model
         switch_adapter(connector, model.context.modality)
         for p in connector.parameters():
             p.requires_grad_(False)
