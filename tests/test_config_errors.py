@@ -84,6 +84,7 @@ BAD_VALUES = [
     ("batch-zero", {"train.batch_size": 0}, [], "'train.batch_size'"),
     ("grad-accum-zero", {"train.grad_accum": 0}, [], "'train.grad_accum'"),
     ("lr-negative", {"train.lr": -0.1}, [], "'train.lr'"),
+    ("lr-nan", {"train.lr": float("nan")}, [], "'train.lr'"),
     ("grad-norm-zero", {"train.max_grad_norm": 0}, [], "'train.max_grad_norm'"),
     ("layers-zero", {"model.llm.num_layers": 0}, [], "'model.llm.num_layers'"),
     ("frames-zero", {"stages.0.modality.num_frames": 0}, [], "'stages[0].modality.num_frames'"),

@@ -176,6 +176,8 @@ def _typed(tp: Any, value: Any, where: str) -> Any:
     if dataclasses.is_dataclass(tp):
         return value if isinstance(value, tp) else from_dict(tp, value, where)
     if tp is float:
+        if isinstance(value, float) and not math.isfinite(value):  # YAML .nan / .inf
+            raise ConfigError(f"config key '{where}': expected a finite number, got {value}")
         return value if isinstance(value, (int, float)) else _as_float(value)
     if origin is list:
         return [_typed(args[0] if args else Any, v, f"{where}[{i}]") for i, v in enumerate(value)]
