@@ -139,7 +139,7 @@ def encoder_config(value: str):
     except KeyError as err:
         raise ValueError(f"{root / 'model.bin'}: not a CTranslate2 Whisper encoder (no {err.args[0]})") from None
     with open(root / "model.bin", "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-        heads = int(_array(buf, var["encoder/num_heads"]))
+        heads = int(_array(buf, var["encoder/num_heads"]).reshape(-1)[0])
     return WhisperConfig(d_model=conv1[0], num_mel_bins=conv1[1], encoder_layers=layers, encoder_attention_heads=heads,
                          encoder_ffn_dim=ffn, max_source_positions=positions, decoder_layers=1,
                          decoder_attention_heads=heads, decoder_ffn_dim=ffn, activation_function="gelu")
