@@ -131,7 +131,7 @@ class XModalLM(nn.Module):
             return spec.encoder, self.encoders[spec.encoder]
         if spec.name in self.encoders:
             raise ValueError(f"an encoder named '{spec.name}' already exists")
-        with torch.device(self._param_device()):
+        with torch.device(self.param_device):
             enc = build_encoder(spec.encoder)
         self.encoders[spec.name] = enc
         return spec.name, enc
@@ -151,7 +151,7 @@ class XModalLM(nn.Module):
         conn = self.connectors[connector]
         enc_name, enc = self.get_encoder(spec)
         d_enc, d_conn = enc.output_width, conn.encoder_width
-        with torch.device(self._param_device()):
+        with torch.device(self.param_device):
             norm = nn.LayerNorm(d_enc) if input_norm else nn.Identity()
             proj = nn.Linear(d_enc, d_conn) if d_enc != d_conn else nn.Identity()
             queries = None
@@ -182,21 +182,28 @@ class XModalLM(nn.Module):
             if isinstance(spec.encoder, dict):
                 spec.encoder = EncoderConfig(**spec.encoder)
         spec = modality_spec(spec)
-        if self._stage_open and len(self.stages) > 1:
-            raise RuntimeError(f"stage '{self.stages[-1].name}' is still open: call end_stage() first")
+        if spec.name in self.paths:
+            raise ValueError(f"modality '{spec.name}' already has a path")
         impl = get_method(method)
         settings = impl.check_settings(dict(settings or {}))
-        self._stage_open = False
-        impl.add_modality(self, spec, settings)
-        self.begin_stage(StageRecord(name=stage_name(spec.name, impl.phases, impl.phases[0]), modality=spec.name,
-                                     method=method, phase=impl.phases[0], spec=to_dict(spec), settings=settings))
+        self.replay(StageRecord(name=stage_name(spec.name, impl.phases, impl.phases[0]), modality=spec.name,
+                                method=method, phase=impl.phases[0], spec=to_dict(spec), settings=settings))
         return self.paths[spec.name]
 
-    def begin_stage(self, record: StageRecord) -> None:
-        """Open a stage: apply the method's structural changes for the phase and set its trainable set."""
+    def replay(self, record: StageRecord) -> None:
+        """Open the stage `record` describes: the ONE way a stage comes into being, for growth
+        (`add_modality`, `next_phase`) and reload (`from_pretrained`) alike. The method builds the
+        modality's path and modules on its first phase and applies the phase's structural changes
+        (with the state earlier phases recorded); the keys that appear belong to this stage; exactly
+        the phase's trainable set trains."""
+        if self._stage_open and len(self.stages) > 1:
+            raise RuntimeError(f"stage '{self.stages[-1].name}' is still open: call end_stage() first")
+        if record.modality is None:
+            raise ValueError(f"stage '{record.name}': only the base has no modality")
         impl = get_method(record.method)
-        state = self._method_state(record.modality)
-        impl.start_phase(self, record.modality, record.phase, record.settings, state)
+        if record.modality not in self.paths:
+            impl.add_modality(self, modality_spec(record.spec, f"stage {record.name}"), record.settings)
+        impl.start_phase(self, record.modality, record.phase, record.settings, self.method_state(record.modality))
         self.stages.append(record)
         self._record_new_keys()
         self._stage_open = True
@@ -216,16 +223,22 @@ class XModalLM(nn.Module):
         phase = impl.phases[i + 1]
         record = StageRecord(name=stage_name(last.modality, impl.phases, phase), modality=last.modality,
                              method=last.method, phase=phase, spec=last.spec, settings=last.settings)
-        self.begin_stage(record)
+        self.replay(record)
         return record
 
-    def end_stage(self, save_dir: str | Path | None = None, data: Any = None) -> StageRecord:
+    def end_stage(self, save_dir: str | Path | None = None, data: Any = None, *, replayed: bool = False
+                  ) -> StageRecord:
         """Close the open stage: the method records what it needs (`data`: held-out batches for
-        methods that measure something), and the stage's tensors are written to `save_dir` if given."""
+        methods that measure something), and the stage's tensors are written to `save_dir` if given.
+        `replayed=True` (a reload): the stage's state is already recorded; the method only drops what
+        it keeps while a phase trains (`Method.close_replayed_phase`)."""
         record = self.stages[-1]
         if record.modality is not None:
             impl = get_method(record.method)
-            record.state = impl.end_phase(self, record.modality, record.phase, record.settings, data) or {}
+            if replayed:
+                impl.close_replayed_phase(self, record.modality, record.phase, record.settings, record.state)
+            else:
+                record.state = impl.end_phase(self, record.modality, record.phase, record.settings, data) or {}
         self._stage_open = False
         self.freeze_all()
         if save_dir is not None:
@@ -234,7 +247,16 @@ class XModalLM(nn.Module):
             write_stage(self, Path(save_dir), len(self.stages) - 1)
         return record
 
-    def _method_state(self, modality: str | None) -> dict[str, Any]:
+    @property
+    def stage_open(self) -> bool:
+        """Whether the latest stage is open (training); `end_stage` closes it."""
+        return self._stage_open
+
+    def stage_keys(self, index: int) -> set[str]:
+        """The state keys stage `index` created (what its stage file holds, with what it trained)."""
+        return set(self._stage_keys[index]) if index < len(self._stage_keys) else set()
+
+    def method_state(self, modality: str | None) -> dict[str, Any]:
         """Merged state recorded by the earlier phases of `modality`'s step."""
         state: dict[str, Any] = {}
         for rec in self.stages:
@@ -260,11 +282,19 @@ class XModalLM(nn.Module):
     def trainable_parameters(self) -> dict[str, nn.Parameter]:
         return {n: p for n, p in self.named_parameters() if p.requires_grad}
 
-    def _param_device(self) -> torch.device:
+    @property
+    def param_device(self) -> torch.device:
+        """Where new modules go: the device of the model's parameters (CPU before it has any)."""
         try:
             return self.device
         except StopIteration:
             return torch.device("cpu")
+
+    def _param_device(self) -> torch.device:  # the name earlier code used
+        return self.param_device
+
+    def _method_state(self, modality: str | None) -> dict[str, Any]:  # the name earlier code used
+        return self.method_state(modality)
 
     # ------------------------------------------------------------------------------------------
     # forward

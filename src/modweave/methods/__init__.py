@@ -80,6 +80,11 @@ class Method:
         """Structural changes at the start of a later phase (e.g. adding experts). `state` holds what
         earlier phases recorded; it is also how a saved model is rebuilt, so it must be JSON data."""
 
+    def close_replayed_phase(self, model: "XModalLM", modality: str, phase: str, settings: dict[str, Any],
+                             state: dict[str, Any]) -> None:
+        """A reloaded phase closes: drop whatever `start_phase` keeps only while the phase trains
+        (`end_phase` is not called: its `state` was recorded when the phase was trained)."""
+
     def end_phase(self, model: "XModalLM", modality: str, phase: str, settings: dict[str, Any],
                   data: Iterable[dict] | None = None) -> dict[str, Any]:
         """Work after a phase's training (e.g. statistics on held-out `data`); returns JSON-able state
