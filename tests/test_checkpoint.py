@@ -93,3 +93,44 @@ def test_mismatching_shapes_are_listed(tiny_model, tmp_path, tiny_cfg):
 def test_no_temp_files_left_behind(tiny_model, tmp_path):
     tiny_model.save_pretrained(tmp_path)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_growing_a_loaded_checkpoint_references_the_parent(tiny_model, tmp_path):
+    """`from_pretrained(PARENT)`, grown, `end_stage(NEW)`: NEW holds only the new stage's file, its manifest
+    points at PARENT, and `upto=` reaches back into the parent's stages bit for bit."""
+    parent, child = tmp_path / "parent", tmp_path / "runs" / "child"
+    _perturb(tiny_model.llm.parameters())
+    tiny_model.end_stage(parent)
+    tiny_model.add_modality("video", method="finetune", encoder="image", cue=" video: ")
+    _perturb(tiny_model.trainable_parameters().values())
+    tiny_model.end_stage(parent)
+    items = make_items(["image", "video", "audio", "text"])
+    old = [it for it in items if it["modality"] != "audio"]
+    parent_logits = tiny_model(tiny_model.collator()(old)).logits
+
+    grown = XModalLM.from_pretrained(parent)
+    grown.add_modality("audio", method="separate", encoder=AUDIO, cue=" audio: ")
+    _perturb(grown.trainable_parameters().values())
+    grown.end_stage(child)
+    grown_logits = grown(grown.collator()(items)).logits
+
+    assert sorted(p.name for p in child.glob("*.safetensors")) == ["stage-02-audio.safetensors"]
+    manifest = json.loads((child / "manifest.json").read_text())
+    assert manifest["parent"]["path"] == "../../parent" and manifest["parent"]["stages"] == 2
+    assert [s["name"] for s in manifest["stages"]] == ["base", "video", "audio"]
+    reloaded = XModalLM.from_pretrained(child)
+    assert torch.equal(reloaded(reloaded.collator()(items)).logits, grown_logits)
+    earlier = XModalLM.from_pretrained(child, upto="video")
+    assert earlier.modalities == ["image", "video"]
+    assert torch.equal(earlier(earlier.collator()(old)).logits, parent_logits)
+
+    reloaded.save_pretrained(child)  # the child's own lineage: still allowed, still a reference
+    assert json.loads((child / "manifest.json").read_text())["parent"] == manifest["parent"]
+    data = json.loads((parent / "manifest.json").read_text())
+    data["stages"][1]["sha256"] = "0" * 64  # the parent no longer holds the stage the child grew from
+    (parent / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(CheckpointError, match=r"parent checkpoint .*parent no longer holds stage 1 \('video'\)"):
+        XModalLM.from_pretrained(child)
+    (parent / "manifest.json").unlink()
+    with pytest.raises(CheckpointError, match="its parent checkpoint cannot be read"):
+        XModalLM.from_pretrained(child)

@@ -57,7 +57,7 @@ def stage_records(data: dict[str, Any], path: Path) -> list[Any]:
         try:
             rec = from_dict(StageRecord, raw, f"stages[{i}]")
         except (ValueError, TypeError) as err:
-            raise CheckpointError(f"{path}: {err}") from None
+            raise CheckpointError(f"{path}: {str(err).replace('config key', 'manifest key')}") from None
         for key in ("name", "method", "phase"):
             if not isinstance(getattr(rec, key), str):
                 raise CheckpointError(f"{path}: manifest key 'stages[{i}].{key}' must be a string")

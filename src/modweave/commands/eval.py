@@ -20,6 +20,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Refuse settings that cannot run, before the checkpoint is loaded (one line naming the option)."""
+    for option, value in (("--num-beams", args.num_beams), ("--batch-size", args.batch_size),
+                          ("--max-new-tokens", args.max_new_tokens)):
+        if value < 1:
+            raise ValueError(f"{option} must be at least 1 (got {value})")
+
+
 def run(args: argparse.Namespace) -> int:
     import json
 
@@ -27,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluate import can_run, evaluate_items
     from ..model import XModalLM
 
+    check_args(args)
     model = XModalLM.from_pretrained(args.checkpoint, upto=args.upto)
     settings = {name: dict(path.spec.loader) for name, path in model.paths.items()}
     ds = MediaDataset.from_file(args.data, args.root, None)

@@ -17,6 +17,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def check_request(modality: str, media_path: str | None, num_beams: int, max_new_tokens: int) -> None:
+    """Refuse a request that cannot run (one line naming the option); the CLI checks before loading."""
+    for option, value in (("--num-beams", num_beams), ("--max-new-tokens", max_new_tokens)):
+        if value < 1:
+            raise ValueError(f"{option} must be at least 1 (got {value})")
+    if modality == "text" and media_path is not None:
+        raise ValueError(f"--media {media_path} was given with --modality text, which takes no media "
+                         "(drop --media, or name the media's modality)")
+
+
 def answer(model, modality: str, media_path: str | None, prompt: str, max_new_tokens: int = 16,
            num_beams: int = 1) -> dict[str, str]:
     """{"greedy": ..., "beam": ... (num_beams > 1)} for one question."""
@@ -26,6 +36,7 @@ def answer(model, modality: str, media_path: str | None, prompt: str, max_new_to
 
     if modality != "text" and modality not in model.paths:
         raise ValueError(f"modality '{modality}' has no path in this model (have: {', '.join(model.paths) or 'none'})")
+    check_request(modality, media_path, num_beams, max_new_tokens)
     media = None
     if modality != "text":
         if media_path is None:
@@ -42,6 +53,7 @@ def answer(model, modality: str, media_path: str | None, prompt: str, max_new_to
 def run(args: argparse.Namespace) -> int:
     from ..model import XModalLM
 
+    check_request(args.modality, args.media, args.num_beams, args.max_new_tokens)
     model = XModalLM.from_pretrained(args.checkpoint, upto=args.upto)
     out = answer(model, args.modality, args.media, args.prompt, args.max_new_tokens, args.num_beams)
     print(f"greedy: {out['greedy']}")

@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+WRITTEN_BY = "modweave select-layers"  # marks the files this command wrote: only those are ever replaced
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("select-layers", help="MoExtend: the layers chosen for new experts, with scores and donors")
@@ -55,17 +57,43 @@ def plot_scores(selection: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("std of usage shift")
     ax.set_title(f"MoExtend layer scores ({selection['modality']}; orange: extended)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, metadata={"Software": WRITTEN_BY})
     plt.close(fig)
+
+
+def _written_here(path: Path) -> bool:
+    """Whether existing file `path` is an output of this command (JSON key or PNG text chunk)."""
+    try:
+        if path.suffix.lower() == ".png":
+            from PIL import Image
+
+            with Image.open(path) as img:
+                return img.info.get("Software") == WRITTEN_BY
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("written_by") == WRITTEN_BY
+
+
+def check_output(path: Path, option: str) -> None:
+    """Refuse an output path that is a folder, or a file this command did not write (it would be lost)."""
+    if path.is_dir():
+        raise ValueError(f"{option} {path} is a folder: give the path of the file to write")
+    if path.exists() and not _written_here(path):
+        raise ValueError(f"{option} {path} exists and was not written by select-layers: refusing to overwrite it "
+                         "(choose another path)")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..checkpoint import read_manifest
+    from ..utils import atomic_write_bytes
 
-    selection = extender_selection(read_manifest(Path(args.checkpoint)), args.modality)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(selection, indent=2))
+    check_output(out, "--out")
+    if args.plot:
+        check_output(Path(args.plot), "--plot")
+    selection = extender_selection(read_manifest(Path(args.checkpoint)), args.modality)
+    atomic_write_bytes(out, json.dumps({**selection, "written_by": WRITTEN_BY}, indent=2).encode())
     if args.plot:
         plot_scores(selection, Path(args.plot))
     print(f"{selection['stage']}: layers {selection['layers']} -> {out}")

@@ -6,11 +6,14 @@ DIR/trainer/<stage>/step-000012/ holds
   state.json          step, scheduler state, python/numpy RNG states, the stage's loss history
 A step folder is written under a temp name and renamed (atomic); older step folders are removed
 after it. Only complete folders carry the `step-` name, so a kill mid-write leaves the previous one.
+A corrupt or foreign state (a pickle holding objects, a truncated file) is a `TrainerStateError` naming
+the file and the folder to delete to restart the stage from its first step; nothing is unpickled.
 """
 
 from __future__ import annotations
 
 import json
+import pickle
 import random
 import shutil
 from pathlib import Path
@@ -18,11 +21,16 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 RNG_KEY = "__rng_torch__"
 CUDA_RNG_PREFIX = "__rng_cuda_"
+
+
+class TrainerStateError(RuntimeError):
+    """An in-stage trainer checkpoint that cannot be restored; the message names the file and the fix."""
 
 
 def _safe(name: str) -> str:
@@ -86,11 +94,57 @@ def latest_trainer_state(root: Path, stage: str) -> Path | None:
     return steps[-1] if steps else None
 
 
+def _refuse(path: Path, folder: Path, why: str) -> TrainerStateError:
+    stage = folder.parent  # DIR/trainer/<stage>: every step folder of the stage
+    return TrainerStateError(f"{path}: {why}; to discard the in-stage state and restart this stage from its "
+                             f"first step, delete {stage} and rerun with --resume")
+
+
+def _read_state_json(folder: Path) -> dict[str, Any]:
+    path = folder / "state.json"
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise _refuse(path, folder, f"unreadable trainer state ({type(err).__name__})") from None
+    need = ("step", "scheduler", "rng", "losses")
+    if not isinstance(state, dict) or any(k not in state for k in need) or not isinstance(state["step"], int):
+        raise _refuse(path, folder, f"not a trainer state (needs {', '.join(need)})")
+    return state
+
+
+def _read_params(folder: Path) -> dict[str, torch.Tensor]:
+    path = folder / "params.safetensors"
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise _refuse(path, folder, f"unreadable parameters ({type(err).__name__})") from None
+    if RNG_KEY not in tensors:
+        raise _refuse(path, folder, f"no {RNG_KEY} tensor: not a modweave trainer state")
+    return tensors
+
+
+def _read_optimizer(folder: Path) -> dict[str, Any]:
+    """The optimizer's state_dict, read as plain tensors and numbers only (weights_only=True)."""
+    path = folder / "optimizer.pt"
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError:
+        # torch's own message suggests unpickling anyway; never pass that on
+        raise _refuse(path, folder, "holds objects other than tensors and numbers, which modweave does not "
+                      "unpickle") from None
+    except (OSError, RuntimeError, EOFError, ValueError, AttributeError, TypeError) as err:
+        raise _refuse(path, folder, f"unreadable optimizer state ({type(err).__name__})") from None
+    if not isinstance(state, dict) or "state" not in state or "param_groups" not in state:
+        raise _refuse(path, folder, "not an optimizer state_dict")
+    return state
+
+
 def load_trainer_state(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
                        scheduler: Any) -> dict[str, Any]:
     """Restore params / optimizer / scheduler / RNG from `folder`; returns state.json's data."""
-    state = json.loads((folder / "state.json").read_text())
-    tensors = load_file(str(folder / "params.safetensors"))
+    state = _read_state_json(folder)
+    tensors = _read_params(folder)
+    opt_state = _read_optimizer(folder)
     torch_rng = tensors.pop(RNG_KEY)
     cuda_keys = sorted((k for k in list(tensors) if k.startswith(CUDA_RNG_PREFIX)),
                        key=lambda k: int(k[len(CUDA_RNG_PREFIX):]))
@@ -100,14 +154,21 @@ def load_trainer_state(folder: Path, model: nn.Module, optimizer: torch.optim.Op
     if set(tensors) != trainable:
         missing = sorted(trainable - set(tensors))[:3]
         extra = sorted(set(tensors) - trainable)[:3]
-        raise RuntimeError(f"{folder}: trainer checkpoint does not match the stage's trainable parameters "
-                           f"(missing {missing}, unexpected {extra})")
+        raise _refuse(folder / "params.safetensors", folder, "trainer checkpoint does not match the stage's "
+                      f"trainable parameters (missing {missing}, unexpected {extra})")
+    bad = [n for n, v in tensors.items() if v.shape != params[n].shape]
+    if bad:
+        raise _refuse(folder / "params.safetensors", folder, f"{bad[0]} has shape {list(tensors[bad[0]].shape)}, "
+                      f"the model {list(params[bad[0]].shape)}")
+    try:
+        optimizer.load_state_dict(opt_state)
+        scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(torch_rng, state["rng"])
+    except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as err:
+        raise _refuse(folder, folder, f"the saved optimizer/schedule/RNG state does not fit this run ({err})") from None
     with torch.no_grad():
         for name, value in tensors.items():
             params[name].copy_(value)
-    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True, map_location="cpu"))
-    scheduler.load_state_dict(state["scheduler"])
-    set_rng_state(torch_rng, state["rng"])
     if cuda_rng and torch.cuda.is_available() and len(cuda_rng) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda_rng)
     return state
