@@ -265,3 +265,31 @@ def test_a_local_hf_encoder_is_referenced_not_copied_and_checked_at_load(tiny_mo
     with caplog.at_level(logging.WARNING, logger="modweave"):
         load_pretrained(ck, verify=False)
     assert any("model.safetensors changed" in r.getMessage() for r in caplog.records)
+
+
+def test_a_local_hf_llm_base_is_referenced_not_copied(tiny_cfg, tmp_path):
+    """An `llm.kind: hf` base from a local folder: the base stage file keeps its own tensors (paths,
+    connector) but not the LLM's; the reload reads the LLM from the folder again, checked by hash."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from modweave.tokenizer import build_tokenizer
+
+    tok = build_tokenizer(tiny_cfg.model.tokenizer)
+    torch.manual_seed(0)
+    llm_dir = tmp_path / "llm"
+    LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                                 pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+                                 eos_token_id=tok.eos_token_id)).save_pretrained(str(llm_dir))
+    cfg = tiny_cfg.model
+    cfg.llm.kind, cfg.llm.name_or_path = "hf", str(llm_dir)
+    model = XModalLM.build(cfg)
+    model.end_stage(tmp_path / "ck")
+    with safe_open(str(tmp_path / "ck" / "stage-00-base.safetensors"), "pt") as fh:
+        keys = set(fh.keys())
+    assert keys and not any(k.startswith("llm.") for k in keys)
+    assert _manifest(tmp_path / "ck")["external"]["llm"]["files"]["model.safetensors"]["sha256"] == \
+        _sha(llm_dir / "model.safetensors")
+    items = make_items(["image", "text"])
+    loaded = XModalLM.from_pretrained(tmp_path / "ck")
+    assert torch.equal(loaded(loaded.collator()(items)).logits, model(model.collator()(items)).logits)
