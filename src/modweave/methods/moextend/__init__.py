@@ -11,9 +11,13 @@ One continual step = three phases (one stage each, `<modality>:<phase>`):
 
 Settings: `num_new_experts` (1), `routing` (`open`: every token may use every expert, the paper;
 `modality`: this step's experts only in rows of this modality, other rows bit-identical), `donor`
-(`most_used` | `most_increased`), `layer_fraction` (0.5) or `num_layers`, or an explicit `layers` list
-(skips selection; `donors` `{layer: [experts]}` may go with it), `connector` (`mlp` | `qformer`),
+(`most_used` | `most_increased`), `layer_fraction` (0.5: floor(L * fraction) layers, the authors'
+`L // 2`) or `num_layers`, or an explicit `layers` list (skips selection; `donors`, a list parallel to
+`layers` or a `{layer: [experts]}` mapping, may go with it; settings.py), `connector` (`mlp` | `qformer`),
 `projector_hidden` / `projector_layers`.
+
+Balance loss once a layer is extended (balance.py): every MoE layer's Switch term (E + n experts in
+extended layers, E elsewhere), padding masked, mean over all layers, times the LLM's router_aux_loss_coef.
 """
 
 from __future__ import annotations
@@ -30,15 +34,18 @@ from torch import nn
 from .. import Method, register_method
 from ...config import ModalitySpec
 from ...connectors import MLPProjector
+from .balance import BalanceLoss, balance_term
+from .settings import check_layers_in_model, check_selection_settings, given_donors
 from .block import Calibration, ExpertExtension, ExtendedMoeBlock
 from .inject import extend_layer, extended_blocks, moe_blocks
-from .select import expert_usage, layer_scores, pick_donors, select_layers
+from .select import expert_usage, layer_count, layer_scores, pick_donors, select_layers
 
 if TYPE_CHECKING:
     from ...model import XModalLM
 
 __all__ = ["MoExtend", "ExtendedMoeBlock", "ExpertExtension", "Calibration", "expert_usage", "layer_scores",
-           "pick_donors", "select_layers", "moe_blocks", "extend_layer", "extended_blocks", "original_routers"]
+           "pick_donors", "select_layers", "moe_blocks", "extend_layer", "extended_blocks", "original_routers",
+           "BalanceLoss", "balance_term", "given_donors", "layer_count"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,15 +57,6 @@ def original_routers(model: "XModalLM") -> dict[int, nn.Parameter]:
     return {layer: blk.gate.weight for layer, (_, _, blk) in moe_blocks(model.llm).items()}
 
 
-def _aux_loss(model: "XModalLM"):
-    """Mean over extended layers of their load-balancing loss (E + n experts each) in training forwards."""
-    def fn() -> torch.Tensor | None:
-        losses = [loss for blk in extended_blocks(model.llm) if (loss := blk.load_balancing_loss()) is not None]
-        return torch.stack(losses).mean() if losses else None
-    fn._moextend = True  # type: ignore[attr-defined]
-    return fn
-
-
 @register_method
 class MoExtend(Method):
     name = "moextend"
@@ -67,14 +65,15 @@ class MoExtend(Method):
                 "num_layers": None, "layers": None, "donors": None, "connector": "mlp",
                 "projector_hidden": None, "projector_layers": 2, "calibration_hidden": 16}
 
-    def check_settings(self, settings: dict[str, Any]) -> dict[str, Any]:
-        s = super().check_settings(settings)
+    def check_settings(self, settings: dict[str, Any], where: str | None = None) -> dict[str, Any]:
+        s = super().check_settings(settings, where)
         if s["routing"] not in ROUTING:
             raise ValueError(f"moextend: routing '{s['routing']}' unknown (known: {', '.join(ROUTING)})")
         if s["connector"] not in ("mlp", "qformer"):
             raise ValueError(f"moextend: connector '{s['connector']}' unknown (known: mlp, qformer)")
         if int(s["num_new_experts"]) < 1:
             raise ValueError("moextend: num_new_experts must be at least 1")
+        check_selection_settings(s)
         return s
 
     # ------------------------------------------------------------------------------------------
@@ -82,6 +81,7 @@ class MoExtend(Method):
     def add_modality(self, model: "XModalLM", spec: ModalitySpec, settings: dict[str, Any]) -> None:
         if not moe_blocks(model.llm):
             raise ValueError("moextend needs a sparse-MoE LLM (router `gate` + fused `experts`)")
+        check_layers_in_model(model, settings)
         if settings["connector"] == "qformer":
             model.connectors[spec.name] = copy.deepcopy(model.connectors[model.base_connector_name])
             model.new_path(spec, connector=spec.name)
@@ -120,12 +120,14 @@ class MoExtend(Method):
         self._restore_routers(model)
         usage_orig = expert_usage(model, batches) if batches else None
         n_new = int(settings["num_new_experts"])
+        given = given_donors(settings) or {}
         if usage_orig is not None:
             layers, donors, scores = select_layers(usage_orig, usage_tuned, settings["layer_fraction"],
                                                    settings["num_layers"], n_new, settings["donor"])
-            if settings["layers"] is not None:  # explicit layers: no selection, donors still measured
+            if settings["layers"] is not None:  # explicit layers: no selection; donors given or measured
                 layers = sorted(int(x) for x in settings["layers"])
-                donors = {x: pick_donors(usage_orig[x], usage_tuned[x], n_new, settings["donor"]) for x in layers}
+                donors = {x: given[x] if x in given else pick_donors(usage_orig[x], usage_tuned[x], n_new,
+                                                                     settings["donor"]) for x in layers}
             state = {"scores": [scores[x] for x in sorted(scores)],
                      "usage_orig": [usage_orig[x].tolist() for x in sorted(usage_orig)],
                      "usage_tuned": [usage_tuned[x].tolist() for x in sorted(usage_tuned)],
@@ -135,11 +137,10 @@ class MoExtend(Method):
                 raise ValueError("moextend extender phase: held-out data (end_stage(data=...)) is needed to "
                                  "select layers, or give the layers in settings['layers']")
             layers = sorted(int(x) for x in settings["layers"])
-            given = {int(k): list(v) for k, v in (settings["donors"] or {}).items()}
             donors = {x: given.get(x, list(range(n_new))) for x in layers}
-            if not settings["donors"]:
-                logger.warning("moextend: no held-out data and no settings['donors']: donors are experts 0..%d",
-                               n_new - 1)
+            if any(x not in given for x in layers):
+                logger.warning("moextend: no held-out data and no settings['donors'] for layer(s) %s: donors are "
+                               "experts 0..%d", [x for x in layers if x not in given], n_new - 1)
             state = {"scores": None, "usage_orig": None, "usage_tuned": None}
         logger.info("moextend %s: extending layers %s (donors %s)", modality, layers, donors)
         return {"layers": layers, "donors": {str(k): v for k, v in donors.items()}, **state}
@@ -168,4 +169,4 @@ class MoExtend(Method):
             block.add_extension(donors, modality, exclusive, int(settings["calibration_hidden"]))
         model.builtin_router_loss = False  # the built-in aux loss assumes one expert count per layer
         if not any(getattr(fn, "_moextend", False) for fn in model.aux_loss_fns):
-            model.aux_loss_fns.append(_aux_loss(model))
+            model.aux_loss_fns.append(BalanceLoss(model.llm))  # every MoE layer, padding masked

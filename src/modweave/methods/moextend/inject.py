@@ -40,8 +40,7 @@ def extend_layer(llm: nn.Module, layer: int, context=None) -> ExtendedMoeBlock:
     parent, attr, block = blocks[layer]
     if isinstance(block, ExtendedMoeBlock):
         return block
-    coef = float(getattr(llm.config.get_text_config(), "router_aux_loss_coef", 0.0) or 0.0)
-    wrapped = ExtendedMoeBlock(block, layer, context=context, aux_coef=coef)
+    wrapped = ExtendedMoeBlock(block, layer, context=context)
     setattr(parent, attr, wrapped)
     return wrapped
 

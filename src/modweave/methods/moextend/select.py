@@ -1,12 +1,14 @@
 """Expert-usage statistics and layer selection (MoExtend's "extender" step), usable outside the trainer.
 
 usage[l, e] = fraction of (real token, top-k slot) pairs that layer l's router sends to expert e.
-Layer score s_l = sample std over experts of (f_tuned - f_orig); the highest-scoring layers are extended.
+Layer score s_l = sample std over experts of (f_tuned - f_orig); the floor(L * fraction) highest-scoring
+layers are extended (`layer_count`).
 Donor of a layer = its MOST used expert(s) under the tuned router (descending order).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -72,18 +74,30 @@ def pick_donors(usage_orig: torch.Tensor, usage_tuned: torch.Tensor, count: int,
     return order[:count]
 
 
+def layer_count(total: int, fraction: float | None = 0.5, num_layers: int | None = None) -> int:
+    """How many of `total` MoE layers to extend: `num_layers` if given, else floor(total * fraction)
+    (at least 1): the authors' `L // 2` for fraction 0.5, so 33 layers give 16, not 17."""
+    if num_layers is None:
+        fraction = 0.5 if fraction is None else float(fraction)
+        # the epsilon keeps products such as 100 * 0.29 = 28.999999999999996 at their decimal value
+        num_layers = max(1, math.floor(total * fraction + 1e-9))
+    if not 1 <= num_layers <= total:
+        raise ValueError(f"moextend: cannot extend {num_layers} of {total} MoE layers (settings 'num_layers')")
+    return int(num_layers)
+
+
 def select_layers(usage_orig: dict[int, torch.Tensor] | torch.Tensor, usage_tuned: dict[int, torch.Tensor] | torch.Tensor,
                   fraction: float | None = 0.5, num_layers: int | None = None, num_donors: int = 1,
                   donor_rule: str = "most_used") -> tuple[list[int], dict[int, list[int]], dict[int, float]]:
     """Choose the layers to extend. Usage as `{layer: [E]}` or a `[L, E]` tensor (layer = row index).
-    Returns `(layers sorted ascending, {layer: donors}, {layer: score})`; `num_layers` wins over `fraction`."""
+    Returns `(layers sorted ascending, {layer: donors}, {layer: score})`; `num_layers` wins over `fraction`
+    (count rule: `layer_count`)."""
     if isinstance(usage_orig, torch.Tensor):
         usage_orig = dict(enumerate(usage_orig))
     if isinstance(usage_tuned, torch.Tensor):
         usage_tuned = dict(enumerate(usage_tuned))
     scores = layer_scores(usage_orig, usage_tuned)
-    if num_layers is None:
-        num_layers = max(1, round(len(scores) * (fraction if fraction is not None else 0.5)))
+    num_layers = layer_count(len(scores), fraction, num_layers)
     ranked = sorted(scores, key=lambda layer: (-scores[layer], layer))
     layers = sorted(ranked[:num_layers])
     donors = {layer: pick_donors(usage_orig[layer], usage_tuned[layer], num_donors, donor_rule) for layer in layers}
