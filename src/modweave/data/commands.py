@@ -88,6 +88,6 @@ def cmd_check(args: argparse.Namespace) -> int:
     if len(reports) > 1 or skipped:
         n_ok = sum(sum(r.counts.values()) for r in reports.values())
         n_bad = sum(len(r.errors) for r in reports.values())
-        print(f"{len(reports)} annotation files, {n_ok} records ok, {n_bad} problems"
-              + (f" (skipped {len(skipped)} .json files that hold no annotation list: {', '.join(p.name for p in skipped)})" if skipped else ""))
+        note = f" (skipped {len(skipped)} .json files that hold no annotation list: {', '.join(p.name for p in skipped)})"
+        print(f"{len(reports)} annotation files, {n_ok} records ok, {n_bad} problems" + (note if skipped else ""))
     return 0 if all(r.ok for r in reports.values()) else EXIT_BAD_INPUT

@@ -8,6 +8,7 @@ file on disk into the float32 tensor its frozen encoder expects. Registering it 
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping, TypeVar
 
@@ -46,8 +47,8 @@ DEFAULT_MAX_PIXELS = 50_000_000
 def _check_value(owner: str, field: dataclasses.Field, value: Any) -> None:
     """Refuse a setting of the wrong type (the dataclass would take it and fail deep in a loader)."""
     want = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", "")
-    ok = {"int": lambda v: isinstance(v, int) and not isinstance(v, bool),
-          "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    ok = {"int": lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool),  # numpy ints too
+          "float": lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool),
           "str": lambda v: isinstance(v, str), "bool": lambda v: isinstance(v, bool)}.get(want)
     if ok is not None and not ok(value):
         raise SettingsError(f"{owner} loader setting {field.name!r} must be {want}, got {value!r}")
