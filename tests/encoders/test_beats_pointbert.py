@@ -106,3 +106,24 @@ def test_random_builds_follow_options():
     assert enc(torch.randn(1, 16, 3)).shape == (1, 1, 48)
     beats = build_encoder(EncoderConfig(kind="beats", options=TINY_BEATS))
     assert beats(torch.randn(1, 8, 8)).shape == (1, 4, 16)
+
+
+def test_checkpoint_builds_on_meta_check_shapes_without_loading(tmp_path):
+    """On the meta device (preflight, `modweave params`) a BEATs / PointBERT checkpoint gives its
+    architecture (tensors memory-mapped, never copied) and a mismatching file is still refused."""
+    torch.manual_seed(0)
+    beats = BEATsEncoder(BEATsConfig(**TINY_BEATS))
+    torch.save({"cfg": TINY_BEATS, "model": beats.state_dict()}, tmp_path / "beats.pt")
+    points = PointBERTEncoder(PointBERTConfig(**TINY_POINTS))
+    torch.save({"state_dict": {f"point_encoder.{k}": v for k, v in points.state_dict().items()}}, tmp_path / "pb.pt")
+    for kind, src, opts in (("beats", beats, {}), ("pointbert", points, {"num_group": 8, "group_size": 4, "num_heads": 2})):
+        with torch.device("meta"):
+            enc = build_encoder(EncoderConfig(kind=kind, name_or_path=str(tmp_path / f"{'beats' if kind == 'beats' else 'pb'}.pt"),
+                                              options=opts))
+        assert all(p.is_meta for p in enc.parameters()) and enc._modweave_external
+        assert {k: v.shape for k, v in enc.state_dict().items()} == {k: v.shape for k, v in src.state_dict().items()}
+    state = dict(beats.state_dict())
+    state["encoder.layers.0.fc2.weight"] = torch.zeros(2, 2)
+    torch.save({"cfg": TINY_BEATS, "model": state}, tmp_path / "bad.pt")
+    with torch.device("meta"), pytest.raises(ValueError, match=r"fc2.weight: file \[2, 2\]"):
+        build_encoder(EncoderConfig(kind="beats", name_or_path=str(tmp_path / "bad.pt")))

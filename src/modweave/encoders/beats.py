@@ -196,9 +196,22 @@ class BEATsEncoder(nn.Module):
         return self.encoder(feats)
 
 
+def read_torch_file(path: str | Path) -> Any:
+    """`torch.load(path, weights_only=True)` (plain tensors only: no code runs from the file). On the
+    meta device the tensors are memory-mapped, not read: the builder needs their shapes only."""
+    from ..bases.hub import is_meta
+
+    if is_meta():
+        try:
+            return torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:  # a legacy (non-zip) file cannot be mapped: read it
+            pass
+    return torch.load(str(path), map_location="cpu", weights_only=True)
+
+
 def load_beats_checkpoint(path: str | Path) -> tuple[BEATsConfig, dict[str, torch.Tensor]]:
     """Read a public BEATs checkpoint `{"cfg", "model"}` (pickle, `weights_only=True`)."""
-    data = torch.load(str(path), map_location="cpu", weights_only=True)
+    data = read_torch_file(path)
     if not isinstance(data, dict) or "model" not in data:
         raise ValueError(f"{path}: not a BEATs checkpoint (expected a dict with 'cfg' and 'model')")
     state = {k: v for k, v in data["model"].items() if not k.startswith("predictor")}
@@ -223,6 +236,8 @@ def load_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str) 
         raise ValueError(f"{source} does not match the architecture "
                          f"({len(missing)} missing, {len(unknown)} unexpected, {len(bad)} mis-shaped): "
                          + "; ".join(lines))
+    if any(p.is_meta for p in module.parameters()):
+        return  # architecture only (meta device): the shapes are checked, no tensor is read
     module.load_state_dict(state, strict=True)
 
 

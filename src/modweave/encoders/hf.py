@@ -62,7 +62,7 @@ def load_hf_module(cfg: EncoderConfig, model_cls_for: dict[str, type] | None = N
         config = AutoConfig.for_model(data.pop("model_type"), **data)
         cls = (model_cls_for or {}).get(config.model_type)
         with seeded(cfg.seed):
-            return cls(config).to(dtype) if cls else AutoModel.from_config(config, dtype=dtype)
+            return cls(config).to(dtype) if cls else AutoModel.from_config(config, dtype=dtype, trust_remote_code=False)
     config = pretrained_config(cfg.name_or_path)
     cls = (model_cls_for or {}).get(config.model_type)
     if is_meta():  # architecture only: the caller's meta device context holds every tensor

@@ -24,7 +24,7 @@ from torch import nn
 from ..config import EncoderConfig
 from ..utils import seeded
 from . import register_encoder
-from .beats import load_strict
+from .beats import load_strict, read_torch_file
 
 
 @dataclass
@@ -204,7 +204,7 @@ def build_pointbert(cfg: EncoderConfig) -> PointBERTEncoder:
     architecture in `options` (PointBERTConfig fields)."""
     base = PointBERTConfig.from_dict(cfg.options)
     if cfg.name_or_path:
-        raw = torch.load(str(Path(cfg.name_or_path)), map_location="cpu", weights_only=True)
+        raw = read_torch_file(Path(cfg.name_or_path))  # tensors only; memory-mapped on the meta device
         state = ulip_point_state(raw)
         enc = PointBERTEncoder(config_from_state(state, base))
         load_strict(enc, state, cfg.name_or_path)
