@@ -51,6 +51,7 @@ class Capture:
 
 def extended_model(family, tmp_path, routing: str):
     """A tiny model whose layer 1 has one new expert (donor 0) with a moved router row, so it is chosen."""
+    torch.manual_seed(0)  # the projector's and calibration's initialisation
     model = build(family, tmp_path)
     model.add_modality(IMAGE, method="moextend", settings={"layers": [1], "donors": [0], "routing": routing})
     model.end_stage()
@@ -112,6 +113,18 @@ def test_balance_loss_layers_without_routable_new_experts_count_with_e_experts(t
     assert model(batch(model, ["text", "image"], seed=2)).aux_loss is None  # no balance loss in evaluation
 
 
+def test_balance_loss_gradient_survives_activation_checkpointing(tmp_path):
+    grads = []
+    for checkpointing in (False, True):
+        model = extended_model("mixtral", tmp_path, routing="open")
+        if checkpointing:  # as the trainer does it (non-reentrant): the hooks see the recorded forward
+            model.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.train()
+        model(batch(model, ["image", "text", "image"], seed=1)).aux_loss.backward()
+        grads.append(model.llm.model.layers[1].mlp.extensions[0].router.grad)
+    assert grads[0].abs().sum() > 0 and torch.allclose(grads[0], grads[1])
+
+
 def test_balance_term_matches_transformers_on_one_layer_and_ignores_padding():
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(2 * 7, 6, generator=g)
@@ -148,9 +161,10 @@ def test_explicit_layers_and_donors_win_over_measured_donors(tmp_path):
     ({"layers": [1, 2], "donors": [0]}, "1 entries for 2 'layers'"),
     ({"layers": [1, 1]}, "layer 1 twice"),
     ({"donors": [0]}, "needs settings 'layers'"),
-    ({"layers": [1], "donors": [[0, 1]]}, "1 distinct expert"),
+    ({"layers": [1], "donors": [[0, 1]]}, "'moextend settings.donors': layer 1 needs 1 distinct expert"),
     ({"layers": [1], "donors": [0, 0], "num_new_experts": 2}, "2 entries for 1 'layers'"),
     ({"layers": [1], "donors": [[2, 2]], "num_new_experts": 2}, "2 distinct expert"),
+    ({"layers": [1], "donors": "first"}, "must be a list"),
     ({"layers": [1], "donors": {"3": [0]}}, "layer 3, which is not in 'layers'"),
     ({"layers": [-1]}, "non-negative integers"),
     ({"layer_fraction": 1.5}, "layer_fraction"),
@@ -165,6 +179,8 @@ def test_donors_forms_and_model_ranges(tmp_path):
     impl = get_method("moextend")
     impl.check_settings({"layers": [0, 2], "donors": [[0, 1], [3, 2]], "num_new_experts": 2})
     impl.check_settings({"layers": [0, 2], "donors": {"2": [1], 0: 3}})
+    with pytest.raises(ValueError, match=r"'stages\[0\]\.settings\.layers': names layer 1 twice"):
+        impl.check_settings({"layers": [1, 1]}, where="stages[0].settings")  # names the config key
     model = build("mixtral", tmp_path)
     with pytest.raises(ValueError, match="layer 3, which has no MoE block"):
         model.add_modality(IMAGE, method="moextend", settings={"layers": [0, 3]})

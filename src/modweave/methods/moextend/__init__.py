@@ -73,7 +73,7 @@ class MoExtend(Method):
             raise ValueError(f"moextend: connector '{s['connector']}' unknown (known: mlp, qformer)")
         if int(s["num_new_experts"]) < 1:
             raise ValueError("moextend: num_new_experts must be at least 1")
-        check_selection_settings(s)
+        check_selection_settings(s, where or "moextend settings")
         return s
 
     # ------------------------------------------------------------------------------------------
