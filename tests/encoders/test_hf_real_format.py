@@ -300,3 +300,29 @@ def test_checkpoint_with_custom_code_is_refused_and_nothing_runs(tmp_path, targe
 def _on_meta(fn):
     with torch.device("meta"):
         return fn()
+
+
+@pytest.mark.parametrize("name,features", [("whisper", "whisper"), ("ast", "ast")])
+def test_kaldi_features_given_to_an_extractor_encoder_are_refused(ckpts, tmp_path, name, features):
+    from modweave.modalities import get_modality
+
+    folder, _ = ckpts[name]
+    wav = tmp_path / "clip.wav"
+    _speechlike_wav(wav)
+    enc = build_encoder(EncoderConfig(**rf.encoder_entry(name, folder, features=features)))
+    mels = 8 if name == "whisper" else 16
+    kaldi = get_modality("audio").load(wav, {"n_mels": mels, "num_chunks": 1, "chunk_frames": 30})
+    with pytest.raises(ValueError, match=f"loader to `features: {features}`"):
+        enc(kaldi)
+    own = get_modality("audio").load(wav, {"features": features, "processor": str(folder), "chunk_frames": 30})
+    assert torch.isfinite(enc(own)).all()  # the extractor's own features pass
+
+
+def test_loader_defaults_follow_the_encoder_options():
+    from modweave.encoders.processors import loader_defaults
+
+    assert loader_defaults(EncoderConfig(kind="hf-whisper", name_or_path="ct2:x", options={"features": "whisper"})) == \
+        {"features": "whisper", "processor": "ct2:x"}
+    assert loader_defaults({"kind": "hf-ast", "name_or_path": "d", "options": {"features": "ast"}})["features"] == "ast"
+    assert loader_defaults(EncoderConfig(kind="hf-whisper", name_or_path="d")) == {}  # kaldi default
+    assert loader_defaults(EncoderConfig(kind="tiny-audio")) == {}

@@ -31,6 +31,17 @@ WHISPER_FLOOR = (-10.0 + 4.0) / 4.0  # Whisper's scaled log10(1e-10): the floor 
 LENGTHS = ("padded", "native")
 
 
+def _check_once(enc: nn.Module, x: torch.Tensor, bad: torch.Tensor, what: str) -> None:
+    """Refuse input that cannot be the extractor's output (first batch only: one host sync per encoder).
+    `bad`: a 0-d bool tensor computed from `x`; on the meta device nothing can be checked."""
+    if getattr(enc, "_input_checked", False) or x.is_meta:
+        return
+    if bool(bad):
+        raise ValueError(f"{what}; set the path's loader to `features: {enc.features}` (with `processor:` the "
+                         "checkpoint), or the encoder option `features: kaldi` for the loader's Kaldi log-mels")
+    enc._input_checked = True
+
+
 def _choice(cfg: EncoderConfig, key: str, default: str, known: tuple[str, ...]) -> str:
     value = cfg.options.get(key, default)
     if value not in known:
@@ -63,7 +74,11 @@ class WhisperAudioEncoder(nn.Module):
         pad = self.frames - t if self.length == "padded" else 0
         if self.features == "whisper":
             feats = x[:, :t].float()
-            fill = torch.clamp(feats.amax(dim=(1, 2), keepdim=True) - 2.0, min=WHISPER_FLOOR)
+            top = feats.amax(dim=(1, 2), keepdim=True)
+            # Whisper's features span at most 2 per chunk (clamped 8 below the max in log10, then / 4)
+            _check_once(self, x, ((top - feats.amin(dim=(1, 2), keepdim=True)) > 2.0 + 1e-3).any(),
+                        "hf-whisper (features: whisper) got features spanning more than Whisper's 2.0")
+            fill = torch.clamp(top - 2.0, min=WHISPER_FLOOR)
         else:
             logmel = x[:, :t].float() / LN10
             logmel = torch.maximum(logmel, logmel.amax(dim=(1, 2), keepdim=True) - 8.0)
@@ -148,6 +163,10 @@ class ASTAudioEncoder(nn.Module):
         feats = x[:, : self.frames].float()
         if self.features == "ast":
             fill = (0.0 - self.mean) / (2 * self.std)
+            # the extractor's log floor (ln 1.19e-7), normalised, bounds its output from below
+            floor = (math.log(1.192092955078125e-07) - self.mean) / (2 * self.std)
+            _check_once(self, x, (feats.amin() < floor - 1e-3), f"hf-ast (features: ast) got values below "
+                        f"the extractor's floor {floor:.3f}: not its normalised fbank")
         else:
             feats, fill = (feats - self.mean) / (2 * self.std), 0.0
         return F.pad(feats, (0, 0, 0, self.frames - feats.shape[1]), value=fill)

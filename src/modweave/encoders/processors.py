@@ -83,3 +83,20 @@ def image_stats(name_or_path: str) -> dict[str, Any] | None:
     mean, std = getattr(proc, "image_mean", None), getattr(proc, "image_std", None)
     return {"mean": tuple(mean) if mean is not None else None, "std": tuple(std) if std is not None else None,
             "size": size}
+
+
+EXTRACTOR_KINDS = {"hf-whisper": "whisper", "hf-ast": "ast"}
+
+
+def loader_defaults(encoder: Any) -> dict[str, Any]:
+    """The audio loader settings an encoder config asks for (`{}` for Kaldi features or other kinds):
+    `{"features": ..., "processor": name_or_path}` when `hf-whisper` / `hf-ast` take their extractor's
+    output (`options.features`). For callers that fill a path spec's `loader` from its encoder, so the
+    user writes `features` once; settings the user gave win."""
+    kind = getattr(encoder, "kind", None) if not isinstance(encoder, dict) else encoder.get("kind")
+    options = (encoder.get("options") if isinstance(encoder, dict) else getattr(encoder, "options", None)) or {}
+    name = encoder.get("name_or_path") if isinstance(encoder, dict) else getattr(encoder, "name_or_path", None)
+    features = options.get("features", "kaldi")
+    if EXTRACTOR_KINDS.get(kind) != features:
+        return {}
+    return {"features": features, "processor": name}
