@@ -124,6 +124,11 @@ def test_growing_a_loaded_checkpoint_references_the_parent(tiny_model, tmp_path)
     assert earlier.modalities == ["image", "video"]
     assert torch.equal(earlier(earlier.collator()(old)).logits, parent_logits)
 
+    from modweave.checkpoint import save_pretrained
+
+    standalone = save_pretrained(reloaded, tmp_path / "standalone", copy_parent=True)
+    assert len(list(standalone.glob("stage-*.safetensors"))) == 3
+    assert json.loads((standalone / "manifest.json").read_text())["parent"] is None
     reloaded.save_pretrained(child)  # the child's own lineage: still allowed, still a reference
     assert json.loads((child / "manifest.json").read_text())["parent"] == manifest["parent"]
     data = json.loads((parent / "manifest.json").read_text())
@@ -134,3 +139,4 @@ def test_growing_a_loaded_checkpoint_references_the_parent(tiny_model, tmp_path)
     (parent / "manifest.json").unlink()
     with pytest.raises(CheckpointError, match="its parent checkpoint cannot be read"):
         XModalLM.from_pretrained(child)
+    assert torch.equal(XModalLM.from_pretrained(standalone)(reloaded.collator()(items)).logits, grown_logits)

@@ -45,6 +45,12 @@ __all__ = ["CheckpointError", "FORMAT", "MANIFEST", "load_pretrained", "read_man
 
 logger = logging.getLogger(__name__)
 
+try:  # transformers' configs validate their fields with huggingface_hub's strict dataclasses
+    from huggingface_hub.errors import StrictDataclassError as _StrictError
+except ImportError:  # an older huggingface_hub
+    _StrictError = TypeError
+_BUILD_ERRORS = (TypeError, _StrictError)
+
 ORIGIN = "_modweave_checkpoint"  # set on a loaded model: {"dir", "stages", "manifest_sha256"}
 _sha256 = sha256_file
 
@@ -376,8 +382,9 @@ def load_pretrained(save_dir: Path, upto: str | None = None, device: str | torch
         config.tokenizer.kind, config.tokenizer.name_or_path = "hf", str(tok_dir)
     try:
         model = XModalLM.build(config)
-    except TypeError as err:  # a value the config checks let through but the builders cannot use
-        raise CheckpointError(f"{mpath}: the manifest's config does not build a model ({err})") from None
+    except _BUILD_ERRORS as err:  # a value the config checks let through but the builders refuse
+        why = " ".join(str(err).split())
+        raise CheckpointError(f"{mpath}: the manifest's config does not build a model ({why})") from None
     model.config.tokenizer = tok_cfg
     _references(model, external, records[0].name, mpath, verify)
     _adopt_copied(model, 0, _load_stage_file(model, folders[0], 0, records[0], mpath, verify))

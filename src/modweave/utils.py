@@ -49,11 +49,12 @@ def _mkstemp_like_open(path: Path) -> tuple[int, str]:
     """A temp file next to `path` with the mode `open()` would give a new file (0666 minus the umask):
     mkstemp creates 0600, which would leave every output unreadable to the user's group."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    _chmod_like_open(Path(tmp))
+    chmod_like_open(Path(tmp))
     return fd, tmp
 
 
-def _chmod_like_open(path: Path) -> None:
+def chmod_like_open(path: Path) -> None:
+    """Give `path` the mode a plain `open()` would have created it with (0666 minus the umask)."""
     try:
         os.chmod(path, 0o666 & ~_umask())
     except OSError:  # a file system without modes
@@ -87,7 +88,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb") as fh:
             os.fsync(fh.fileno())
-        _chmod_like_open(tmp_path)  # writers that replace the file (safetensors) create it 0600 again
+        chmod_like_open(tmp_path)  # writers that replace the file (safetensors) create it 0600 again
         os.replace(tmp_path, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

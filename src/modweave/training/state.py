@@ -25,6 +25,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..utils import chmod_like_open
+
 RNG_KEY = "__rng_torch__"
 CUDA_RNG_PREFIX = "__rng_cuda_"
 
@@ -77,6 +79,7 @@ def save_trainer_state(root: Path, stage: str, step: int, model: nn.Module, opti
         for i, st in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"{CUDA_RNG_PREFIX}{i}"] = st.clone()
     save_file(tensors, str(tmp / "params.safetensors"))
+    chmod_like_open(tmp / "params.safetensors")  # safetensors creates its files 0600 whatever the umask
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     state = {"stage": stage, "step": step, "scheduler": scheduler.state_dict(), "rng": other_rng, "losses": losses}
     (tmp / "state.json").write_text(json.dumps(state))
