@@ -174,3 +174,60 @@ def test_first_difference_names_the_key():
     assert first_difference({"s": [{"m": "x"}]}, {"s": [{"m": "y"}]}) == ("s[0].m", "x", "y")
     assert first_difference({"s": [1]}, {"s": [1, 2]}) == ("s[1]", "(missing)", 2)
     assert first_difference({"a": 1}, {"a": 1}) is None
+
+
+def _grow_yaml(tmp_path: Path) -> Path:
+    """Only the new stage: depth through ana (the model comes from the parent checkpoint)."""
+    import yaml
+
+    data = yaml.safe_load(CONFIG.read_text())
+    path = tmp_path / "grow.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "grow", "train": data["train"], "eval": data["eval"],
+        "data": {"digits": {**data["data"]["digits"], "modalities": ["text", "image", "video", "audio", "depth"]},
+                 "heldout": 2},
+        "stages": [{"modality": {"name": "depth", "encoder": "image", "cue": " depth: ", "loader": {"size": 16}},
+                    "method": "ana"}]}))
+    return path
+
+
+def test_grow_an_existing_checkpoint_from_the_cli(tmp_path, capsys):
+    import torch
+
+    from modweave.model import XModalLM
+
+    data = f"data.root={tmp_path / 'd'}"
+    parent = tmp_path / "parent"
+    five = "data.digits.modalities=[text,image,video,audio,depth]"
+    assert main(["train", str(CONFIG), data, five, "--out", str(parent)]) == 0
+    before = _snapshot(parent)
+    child = tmp_path / "child"
+    assert main(["train", str(_grow_yaml(tmp_path)), data, "--from", str(parent / "checkpoint"),
+                 "--out", str(child)]) == 0
+    assert _snapshot(parent) == before  # the parent is read, never written
+    manifest = json.loads((child / "checkpoint" / "manifest.json").read_text())
+    assert [s["name"] for s in manifest["stages"]] == ["base", "video", "audio", "depth"]
+    assert manifest["parent"]["stages"] == 3
+    files = sorted(p.name for p in (child / "checkpoint").glob("*.safetensors"))
+    assert len(files) == 1 and "depth" in files[0]  # the parent's stages are referenced, not copied
+
+    grown = XModalLM.from_pretrained(child / "checkpoint")
+    assert grown.modalities == ["image", "video", "audio", "depth"]
+    old = XModalLM.from_pretrained(parent / "checkpoint")
+    back = XModalLM.from_pretrained(child / "checkpoint", upto="audio")  # reaches into the parent's stages
+    theirs = back.state_dict()
+    assert old.state_dict().keys() == theirs.keys()
+    for k, v in old.state_dict().items():
+        assert torch.equal(v, theirs[k]), k
+    report = json.loads((child / "report.json").read_text())
+    entry = report["methods"]["ana"]
+    assert report["modalities"] == ["text", "image", "video", "audio", "depth"]
+    assert entry["acc_matrix"][0][:4] == json.loads((parent / "report.json").read_text())["methods"][
+        "test-train"]["acc_matrix"][-1][:4]  # the parent, evaluated as this run's starting row
+    assert entry["acc_matrix"][1][:4] == entry["acc_matrix"][0][:4]  # ana: nothing of the parent forgotten
+
+    # resume finds the parent by itself; a config with a model section or a known modality is refused
+    assert main(["train", str(_grow_yaml(tmp_path)), data, "--out", str(child), "--resume"]) == 0
+    capsys.readouterr()
+    assert main(["train", str(CONFIG), data, "--from", str(parent / "checkpoint"), "--out", str(tmp_path / "c2")]) == 2
+    assert "remove the 'model' section" in _one_error(capsys, "train")

@@ -83,11 +83,19 @@ class ContinualTrainer:
 
     def __init__(self, cfg: RunConfig, out_dir: str | Path, resume: bool = False, accelerator: Any = None,
                  kill_after_steps: int | None = None, kill_after_stages: int | None = None,
-                 force_config: bool = False):
+                 force_config: bool = False, parent: str | Path | None = None):
         self.cfg = cfg
         self.out = Path(out_dir)
         self.resume = resume
         self.force_config = force_config  # resume even where the config differs from the run's
+        # a run grown from an existing checkpoint: its base and earlier stages come from `parent`
+        self.parent = Path(parent) if parent is not None else None
+        if self.parent is None and resume:  # a grown run resumes from the parent it was grown from
+            self.parent = self._recorded_parent()
+        self.parent_modalities: list[str] = []
+        self.parent_specs: list[Any] = []  # the parent's stage paths (their loader settings)
+        if self.parent is not None:
+            self._adopt_parent()
         self.train_cfg: TrainConfig = parse_section(TrainConfig, cfg.train, "train")
         self.data_cfg: DataConfig = parse_section(DataConfig, cfg.data, "data")
         self.eval_cfg: EvalConfig = parse_section(EvalConfig, cfg.eval, "eval")
@@ -95,7 +103,7 @@ class ContinualTrainer:
                                                f"stages[{i}].train")
                            for i, s in enumerate(cfg.stages)]
         self.base_cfg = stage_train_config(self.train_cfg, self.train_cfg.base, "train.base")
-        self.data = RunData(cfg, self.data_cfg)
+        self.data = RunData(cfg, self.data_cfg, self.parent_specs)
         self.base_modalities = self._base_modalities()
         stage_mods = [s.modality.name for s in cfg.stages]
         self.columns = list(self.eval_cfg.modalities or [*self.base_modalities, *stage_mods])
@@ -115,7 +123,39 @@ class ContinualTrainer:
         if self.data_cfg.base_modalities is not None:
             return list(self.data_cfg.base_modalities)
         names = ["text"] if self.data.has("text", "train") else []
-        return names + [m.name for m in self.cfg.model.base_modalities]
+        return names + [m.name for m in self.cfg.model.base_modalities] + self.parent_modalities
+
+    def _recorded_parent(self) -> Path | None:
+        try:
+            recorded = json.loads((self.out / PROGRESS).read_text()).get("from")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return Path(recorded) if recorded else None
+
+    def _adopt_parent(self) -> None:
+        """`--from CKPT`: the model (base and every stage so far) is the checkpoint's; the config lists
+        only the new stages. The parent's modalities count as the run's starting point (learned at 0)."""
+        from .checkpoint_manifest import model_config, read_manifest
+
+        manifest = read_manifest(self.parent)  # one-line CheckpointError when it is not a checkpoint
+        if self.cfg.base_train is not None:
+            raise ConfigError(f"config key 'base_train': a run grown from {self.parent} trains no base "
+                              "(the checkpoint is the base): remove it")
+        from .checkpoint_manifest import stage_records
+        from .config import modality_spec
+
+        path = self.parent / "manifest.json"
+        self.cfg.model = model_config(manifest, path)
+        base = [m.name for m in self.cfg.model.base_modalities]
+        for rec in stage_records(manifest, path):
+            if rec.modality is not None and rec.modality not in base and rec.modality not in self.parent_modalities:
+                self.parent_modalities.append(rec.modality)
+                self.parent_specs.append(modality_spec(rec.spec, f"{path}: stage {rec.name}"))
+        have = set(base) | set(self.parent_modalities)
+        for i, st in enumerate(self.cfg.stages):
+            if st.modality.name in have:
+                raise ConfigError(f"config key 'stages[{i}].modality': '{st.modality.name}' is already in "
+                                  f"{self.parent} (it has: {', '.join(sorted(have))})")
 
     def preflight(self) -> None:
         """Fail before training on an unknown method or setting, a modality without data, or media
@@ -139,10 +179,13 @@ class ContinualTrainer:
                 self.data.train(m)  # raises ConfigError naming data.train when missing
         for st in self.cfg.stages:
             self.data.train(st.modality.name)
-        model = XModalLM.build(self.cfg.model, device="meta")
-        for m in self.base_modalities:
-            self._check_shape(model, m, "model.base_modalities")
-        model.end_stage()
+        if self.parent is not None:  # the parent's architecture with its weights (they are read anyway)
+            model = XModalLM.from_pretrained(self.parent)
+        else:
+            model = XModalLM.build(self.cfg.model, device="meta")
+            for m in self.base_modalities:
+                self._check_shape(model, m, "model.base_modalities")
+            model.end_stage()
         for i, st in enumerate(self.cfg.stages):
             try:
                 model.add_modality(st.modality, method=st.method, settings=st.settings)
@@ -207,7 +250,8 @@ class ContinualTrainer:
     def _load_progress(self) -> None:
         path = self.out / PROGRESS
         fresh = {"name": self.cfg.name, "method": method_label(self.cfg), "seed": self.cfg.seed,
-                 "config": to_dict(self.cfg), "columns": self.columns, "learned_at": self.learned_at,
+                 "config": to_dict(self.cfg), "columns": self.columns,
+                 "from": str(self.parent.resolve()) if self.parent is not None else None, "learned_at": self.learned_at,
                  "rows": {}, "train_seconds": {}, "trainable_params": {}, "losses": {}, "total_params": None}
         if path.exists() and self.resume:
             self.progress = {**fresh, **json.loads(path.read_text())}
@@ -281,6 +325,10 @@ class ContinualTrainer:
             if finished:
                 logger.info("resuming: finished stages %s", ", ".join(finished))
                 self.model = XModalLM.from_pretrained(self.out / CHECKPOINT, device=acc.device)
+            elif self.parent is not None:
+                logger.info("growing %s", self.parent)
+                self.model = XModalLM.from_pretrained(self.parent, device=acc.device)
+                finished = ["base"]  # the parent is this run's base: evaluated, never trained again
             else:
                 _seed_everything(self.cfg.seed, 0)
                 self.model = XModalLM.build(self.cfg.model, device=acc.device)
@@ -351,6 +399,8 @@ class ContinualTrainer:
 
     def _run_base(self, finished: list[str]) -> None:
         if "base" in finished:
+            if self.parent is not None and not (self.out / CHECKPOINT / "manifest.json").exists():
+                self._write_parent_reference()
             self._evaluate_row("base")
             return
         if self.cfg.base_train is not None:
@@ -362,6 +412,13 @@ class ContinualTrainer:
             self.progress["train_seconds"]["base"] = 0.0
         self._end_stage("base", None)
         self._evaluate_row("base")
+
+    def _write_parent_reference(self) -> None:
+        """The grown run's checkpoint starts as a manifest referencing the parent's stages (no copies),
+        so that `--resume` finds it and `from_pretrained(OUT/checkpoint, upto=...)` reaches them."""
+        if self.accelerator.is_main_process:
+            self.model.save_pretrained(self.out / CHECKPOINT)
+        self.accelerator.wait_for_everyone()
 
     def _run_stage(self, index: int, st: Any, finished: list[str]) -> None:
         from .methods import get_method

@@ -37,10 +37,11 @@ class CachedDataset:
         return self.cache[i]
 
 
-def loader_settings(cfg: RunConfig, data: DataConfig) -> dict[str, dict[str, Any]]:
-    """Loader settings per modality: the path spec's `loader`, then `data.loader` on top."""
+def loader_settings(cfg: RunConfig, data: DataConfig, extra_specs: Sequence[Any] = ()) -> dict[str, dict[str, Any]]:
+    """Loader settings per modality: the path spec's `loader`, then `data.loader` on top. `extra_specs`:
+    paths the model has beyond the config's (those of a checkpoint the run grows)."""
     out: dict[str, dict[str, Any]] = {}
-    for spec in [*cfg.model.base_modalities, *(s.modality for s in cfg.stages)]:
+    for spec in [*cfg.model.base_modalities, *extra_specs, *(s.modality for s in cfg.stages)]:
         out[spec.name] = dict(spec.loader)
     for name, extra in (data.loader or {}).items():
         out[name] = {**out.get(name, {}), **dict(extra)}
@@ -50,7 +51,7 @@ def loader_settings(cfg: RunConfig, data: DataConfig) -> dict[str, dict[str, Any
 class RunData:
     """The run's datasets: `train(m)` (training records minus the held-out tail), `heldout(m)`, `test(m)`."""
 
-    def __init__(self, cfg: RunConfig, data: DataConfig):
+    def __init__(self, cfg: RunConfig, data: DataConfig, extra_specs: Sequence[Any] = ()):
         if data.root is None:
             raise ConfigError("config key 'data.root' is missing: the folder holding <modality>_train.jsonl files")
         self.cfg, self.data = cfg, data
@@ -67,7 +68,7 @@ class RunData:
                                   "overwritten)")
             logger.info("writing MCL-Digits into %s", self.root)
             write_digits(self.root, **{"progress": False, **data.digits})
-        self.settings = loader_settings(cfg, data)
+        self.settings = loader_settings(cfg, data, extra_specs)
         self._cache: dict[tuple[str, str], CachedDataset] = {}
         self._media: dict | None = {} if data.cache else None  # one tensor per media file, shared by records
 
