@@ -110,17 +110,25 @@ def _check_digits(digits: dict[str, Any], where: str) -> None:
 
 
 def check_run_sections(cfg: Any) -> None:
-    """Check a `RunConfig`'s train / data / eval sections and every stage's `train:` overrides (phase
-    names need the method and are checked by the trainer), before anything is built or written."""
+    """Check a `RunConfig`'s train / data / eval sections and each stage's method, settings and `train:`
+    overrides (per phase), before anything is built or written."""
+    from ..methods import get_method
+
     train = parse_section(TrainConfig, cfg.train, "train")
     parse_section(DataConfig, cfg.data, "data")
     parse_section(EvalConfig, cfg.eval, "eval")
     for i, st in enumerate(cfg.stages):
-        where = f"stages[{i}].train"
-        overrides, per_phase = _split_phases(st.train, where)
-        stage = stage_train_config(train, overrides, where)
-        for phase, extra in per_phase.items():
-            stage_train_config(stage, extra, f"{where}.phases.{phase}")
+        try:
+            impl = get_method(st.method)
+        except ValueError as err:
+            raise ConfigError(f"config key 'stages[{i}].method': {err}") from None
+        try:
+            impl.check_settings(dict(st.settings), where=f"stages[{i}].settings")
+        except ConfigError:
+            raise
+        except ValueError as err:  # a method's own check that does not name the key
+            raise ConfigError(f"config key 'stages[{i}].settings': {err}") from None
+        phase_train_configs(train, st.train, impl.phases, f"stages[{i}].train")
 
 
 def _split_phases(overrides: Any, where: str) -> tuple[dict[str, Any], dict[str, Any]]:
