@@ -190,3 +190,15 @@ def test_encoder_options_hook_is_checked(tmp_path, monkeypatch):
         load_run_config(_write(tmp_path, {"model.base_modalities.0.encoder.options.pach": 4}))
     with pytest.raises(ConfigError, match=r"'model\.base_modalities\[0\]\.encoder\.options\.patch'"):
         load_run_config(_write(tmp_path, {"model.base_modalities.0.encoder.options.patch": "4"}))
+
+
+def test_unreadable_file_is_one_line(tmp_path, capsys, monkeypatch):
+    cfg = _write(tmp_path)
+
+    def denied(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "open", denied)  # tests may run as root, where chmod 000 still reads
+    assert main(["params", str(cfg)]) == 2
+    line = _one_error_line(capsys, "params")
+    assert str(cfg) in line and "Permission denied" in line

@@ -146,6 +146,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: {_yaml_problem(err)}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a UTF-8 text file") from None
+    except OSError as err:  # unreadable (permissions, a vanished file)
+        raise ConfigError(f"{path}: cannot be read ({err.strerror or err})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
     data.setdefault("_dir", str(path.parent.resolve()))
