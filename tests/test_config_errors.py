@@ -202,3 +202,15 @@ def test_unreadable_file_is_one_line(tmp_path, capsys, monkeypatch):
     assert main(["params", str(cfg)]) == 2
     line = _one_error_line(capsys, "params")
     assert str(cfg) in line and "Permission denied" in line
+
+
+def test_run_sections_are_the_trainers_settings(tmp_path):
+    # the typed sections a run trains with: base overrides, stage overrides and phases applied
+    from modweave.config import load_run_config
+    from modweave.training.config import run_sections
+
+    cfg = load_run_config(_write(tmp_path, {"stages.1.train": {"lr": 0.01, "phases": {"train": {"steps": 7}}}}))
+    s = run_sections(cfg)
+    assert (s.train.steps, s.base.steps, s.eval.max_new_tokens, s.data.heldout) == (3, 4, 2, 2)
+    assert [list(p) for p in s.stages] == [["train"], ["train"]]
+    assert (s.stages[0]["train"].lr, s.stages[1]["train"].lr, s.stages[1]["train"].steps) == (0.001, 0.01, 7)

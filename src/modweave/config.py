@@ -266,9 +266,9 @@ def run_config(data: dict[str, Any]) -> RunConfig:
     dup = {n for n in names if names.count(n) > 1}
     if dup:
         raise ConfigError(f"config key 'stages': modality '{sorted(dup)[0]}' appears twice")
-    from .training.config import check_run_sections
+    from .training.config import run_sections
 
-    check_run_sections(cfg)
+    run_sections(cfg)  # the trainer's sections, stage methods and settings: checked before anything is built
     check_encoder_options(cfg)
     return cfg
 

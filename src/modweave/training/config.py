@@ -109,14 +109,26 @@ def _check_digits(digits: dict[str, Any], where: str) -> None:
         raise ConfigError(f"unknown config key '{where}.{unknown[0]}' (known: {', '.join(known)})")
 
 
-def check_run_sections(cfg: Any) -> None:
-    """Check a `RunConfig`'s train / data / eval sections and each stage's method, settings and `train:`
-    overrides (per phase), before anything is built or written."""
+@dataclass
+class RunSections:
+    """A run's trainer, data and evaluation settings, typed: what `RunConfig.train/data/eval` and each
+    stage's `train:` overrides mean, parsed once (`base`: the base stage's, with `train.base` applied;
+    `stages[i][phase]`: stage i's phase, with its stage and phase overrides applied)."""
+
+    train: TrainConfig
+    data: DataConfig
+    eval: EvalConfig
+    base: TrainConfig
+    stages: list[dict[str, TrainConfig]]
+
+
+def run_sections(cfg: Any) -> RunSections:
+    """Parse and check a `RunConfig`'s sections and each stage's method, settings and `train:`
+    overrides (per phase of its method); every error names the key."""
     from ..methods import get_method
 
     train = parse_section(TrainConfig, cfg.train, "train")
-    parse_section(DataConfig, cfg.data, "data")
-    parse_section(EvalConfig, cfg.eval, "eval")
+    stages = []
     for i, st in enumerate(cfg.stages):
         try:
             impl = get_method(st.method)
@@ -128,7 +140,10 @@ def check_run_sections(cfg: Any) -> None:
             raise
         except ValueError as err:  # a method's own check that does not name the key
             raise ConfigError(f"config key 'stages[{i}].settings': {err}") from None
-        phase_train_configs(train, st.train, impl.phases, f"stages[{i}].train")
+        stages.append(phase_train_configs(train, st.train, impl.phases, f"stages[{i}].train"))
+    return RunSections(train=train, data=parse_section(DataConfig, cfg.data, "data"),
+                       eval=parse_section(EvalConfig, cfg.eval, "eval"),
+                       base=stage_train_config(train, train.base, "train.base"), stages=stages)
 
 
 def _split_phases(overrides: Any, where: str) -> tuple[dict[str, Any], dict[str, Any]]:
