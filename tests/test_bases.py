@@ -141,3 +141,25 @@ def test_a_run_on_an_instructblip_base_saves_and_reloads(reference, tmp_path):
         keys = list(fh.keys())
     # the video step's own tensors only: its path and its adapters inside the (hub-loaded) Q-Former
     assert keys and all(k.startswith("paths.video.") or ".ana.video." in k for k in keys)
+
+
+def test_base_on_the_meta_device_reads_no_weight(reference, tmp_path):
+    """The trainer's preflight and `modweave params` build `model.base` on meta: the architecture from
+    the checkpoint's config (no shard, no tokenizer read), the same parameters as the real build."""
+    import shutil
+
+    from modweave.config import ModelConfig
+    from modweave.model import XModalLM
+
+    ref, path = reference
+    bare = tmp_path / "config-only"
+    bare.mkdir()
+    shutil.copy(path / "config.json", bare / "config.json")  # no weights, no tokenizer
+    cfg = ModelConfig(base=f"instructblip:{bare}")
+    cfg.llm.dtype = "float32"
+    meta = XModalLM.build(cfg, device="meta")
+    assert all(t.is_meta for t in meta.state_dict().values())
+    real = build_instructblip(str(path), dtype="float32", load_tokenizers=False)
+    assert {n: p.shape for n, p in meta.named_parameters()} == {n: p.shape for n, p in real.named_parameters()}
+    meta.add_modality("video", method="ana", encoder="image", cue=" video: ")  # grows like the real one
+    assert any(p.requires_grad for p in meta.parameters())

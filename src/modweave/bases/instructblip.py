@@ -94,7 +94,7 @@ def build_empty(config: InstructBlipConfig, name_or_path: str, dtype: str = "bfl
     """The InstructBLIP-shaped XModalLM with parameters on the meta device (buffers real)."""
     dt = torch_dtype(dtype)
     with init_empty_weights(include_buffers=False):
-        llm = AutoModelForCausalLM.from_config(config.text_config, dtype=dt)
+        llm = AutoModelForCausalLM.from_config(config.text_config, dtype=dt, trust_remote_code=False)
         qformer = InstructBlipQFormerModel(config.qformer_config)
         connector = QFormerConnector(qformer, config.text_config.hidden_size, config.num_query_tokens)
         vision = InstructBlipVisionModel(config.vision_config)
