@@ -40,24 +40,24 @@ def _save(model: torch.nn.Module, folder: str | Path) -> torch.nn.Module:
 
 
 def write_clip_vision(folder: str | Path, image_size: int = 16) -> torch.nn.Module:
-    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+    from transformers import CLIPImageProcessorPil, CLIPVisionConfig, CLIPVisionModel
 
     torch.manual_seed(0)
     model = _save(CLIPVisionModel(CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=2,
                                                    num_attention_heads=2, image_size=image_size, patch_size=8)), folder)
-    CLIPImageProcessor(size={"shortest_edge": image_size},
+    CLIPImageProcessorPil(size={"shortest_edge": image_size},
                        crop_size={"height": image_size, "width": image_size}).save_pretrained(str(folder))
     return model
 
 
 def write_siglip_vision(folder: str | Path, image_size: int = 16) -> torch.nn.Module:
-    from transformers import SiglipImageProcessor, SiglipVisionConfig, SiglipVisionModel
+    from transformers import SiglipImageProcessorPil, SiglipVisionConfig, SiglipVisionModel
 
     torch.manual_seed(0)
     model = _save(SiglipVisionModel(SiglipVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=2,
                                                        num_attention_heads=2, image_size=image_size, patch_size=8)),
                   folder)
-    SiglipImageProcessor(size={"height": image_size, "width": image_size}).save_pretrained(str(folder))
+    SiglipImageProcessorPil(size={"height": image_size, "width": image_size}).save_pretrained(str(folder))
     return model
 
 

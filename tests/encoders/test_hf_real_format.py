@@ -203,7 +203,7 @@ def test_vision_encoder_input_equals_the_image_processor_output(ckpts, tmp_path,
     img.save(tmp_path / "x.png")
     enc = build_encoder(EncoderConfig(**rf.encoder_entry(name, folder)))
     x = get_modality("image").load(tmp_path / "x.png", {"size": enc.image_size})
-    proc = AutoImageProcessor.from_pretrained(str(folder), trust_remote_code=False)
+    proc = AutoImageProcessor.from_pretrained(str(folder), trust_remote_code=False, backend="pil")
     expected = proc(images=img, return_tensors="pt").pixel_values
     assert torch.allclose(enc.pixel_values(x[None]), expected, atol=1e-5)
 

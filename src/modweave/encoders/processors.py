@@ -52,11 +52,11 @@ def feature_extractor(features: str, processor: str | None = None) -> Any:
     return extractor
 
 
-def _load(cls: Any, name_or_path: str) -> Any:
+def _load(cls: Any, name_or_path: str, **kwargs: Any) -> Any:
     from ..bases.hub import one_line
 
     try:
-        return cls.from_pretrained(name_or_path, trust_remote_code=False)
+        return cls.from_pretrained(name_or_path, trust_remote_code=False, **kwargs)
     except (OSError, ValueError, KeyError) as err:
         raise ValueError(f"processor '{name_or_path}': cannot load its feature extractor ({one_line(err)})") from None
 
@@ -72,7 +72,7 @@ def image_stats(name_or_path: str) -> dict[str, Any] | None:
     if Path(name_or_path).suffix == ".json" or _checkpoint_file(name_or_path, "preprocessor_config.json") is None:
         return None
     refuse_remote_code(name_or_path)
-    proc = _load(AutoImageProcessor, name_or_path)
+    proc = _load(AutoImageProcessor, name_or_path, backend="pil")  # Pillow: no torchvision (DESIGN.md)
     size = None
     for box in (getattr(proc, "crop_size", None) if getattr(proc, "do_center_crop", False) else None,
                 getattr(proc, "size", None)):
