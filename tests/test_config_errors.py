@@ -71,6 +71,7 @@ BAD_VALUES = [
     ("typo-train.base", {"train.base.stpes": 4}, [], "'train.base.stpes'"),
     ("bad-train.base-value", {"train.base.steps": -4}, [], "'train.base.steps'"),
     ("typo-data.digits", {"data.digits.n_trian": 6}, [], "'data.digits.n_trian'"),
+    ("data.digits-overwrite", {"data.digits.overwrite": True}, [], "'data.digits.overwrite'"),
     ("stage-train-type", {"stages.1.train": {"lr": "fast"}}, [], "'stages[1].train.lr'"),
     ("stage-train-typo", {"stages.1.train": {"stpes": 2}}, [], "'stages[1].train.stpes'"),
     ("stage-phase-value", {"stages.1.train": {"phases": {"train": {"steps": -1}}}}, [],

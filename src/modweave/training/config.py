@@ -68,6 +68,7 @@ class DataConfig:
     loader: dict[str, dict[str, Any]] = field(default_factory=dict)
     cache: bool = True
     digits: dict[str, Any] | None = None
+    follow_symlinks: bool = False  # media reached through a symlink out of `root` are refused unless true
 
 
 @dataclass
@@ -103,7 +104,10 @@ def _check_digits(digits: dict[str, Any], where: str) -> None:
     """`data.digits` holds keyword arguments of `write_digits`: refuse the ones it does not take."""
     from ..data.digits import write_digits
 
-    known = [n for n in inspect.signature(write_digits).parameters if n != "out_dir"]
+    if "overwrite" in digits:
+        raise ConfigError(f"config key '{where}.overwrite': not allowed (the data folder is never overwritten)")
+    # the folder comes from data.root; `config` takes a Python DigitsConfig, not YAML
+    known = [n for n in inspect.signature(write_digits).parameters if n not in ("out_dir", "overwrite", "config")]
     unknown = sorted((k for k in digits if k not in known), key=str)
     if unknown:
         raise ConfigError(f"unknown config key '{where}.{unknown[0]}' (known: {', '.join(known)})")
