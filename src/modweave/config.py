@@ -88,7 +88,8 @@ class ModalitySpec:
     name: str
     encoder: EncoderConfig | str = "image"
     cue: str = ""
-    num_frames: int = setting(1, min=1)
+    # frames (video) per sample: sets the loader's frame count; None: the loader's own default
+    num_frames: int | None = setting(None, min=1)
     loader: dict[str, Any] = field(default_factory=dict)
 
 

@@ -75,6 +75,21 @@ def _activation_bytes(model: XModalLM, batch: int, seq: int, frames: int, grad_c
     return llm + logits + conn.activation_bytes(batch, frames, tokens)
 
 
+def _frames(spec: Any) -> int:
+    """Frames (or chunks) per sample the spec's loader gives: its frame setting, else the spec's count."""
+    from .modalities import get_modality
+    from .modalities.base import loader_settings_for
+
+    try:
+        modality = get_modality(spec.name)
+    except ValueError:  # a modality without a registered loader: its spec says it
+        return spec.num_frames or 1
+    if modality.frames_setting is None:
+        return spec.num_frames or 1
+    settings = modality.make_settings(loader_settings_for(spec))
+    return int(getattr(settings, modality.frames_setting))
+
+
 def _media_tokens(model: XModalLM, modality: str, default: int) -> int:
     conn = model.connectors[model.paths[modality].connector_name]
     return getattr(conn, "num_query_tokens", 0) or default
@@ -102,14 +117,14 @@ def estimate_memory(cfg: RunConfig, micro_batch: int | None = None, seq_len: int
     if cfg.base_train is not None:
         model.set_base_trainable(**cfg.base_train)
         spec = cfg.model.base_modalities[0] if cfg.model.base_modalities else None
-        row("base", cfg.train, spec.num_frames if spec else 0, spec.name if spec else None)
+        row("base", cfg.train, _frames(spec) if spec else 0, spec.name if spec else None)
     model.end_stage()
     last_seq = prompt_tokens
     for st in cfg.stages:
         model.add_modality(st.modality, method=st.method, settings=st.settings)
         record = model.stages[-1]
         while record is not None:
-            row(record.name, {**cfg.train, **_phase_train(st.train, record.phase)}, st.modality.num_frames,
+            row(record.name, {**cfg.train, **_phase_train(st.train, record.phase)}, _frames(st.modality),
                 st.modality.name)
             last_seq = rows[record.name]["seq"]
             model.end_stage()

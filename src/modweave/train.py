@@ -29,7 +29,7 @@ from .runs import check_run_folder, claim_run_folder, first_difference
 from .stages import stage_names
 from .report import report_from_progress as build_report  # the name the demo imports from here
 from .training.config import DataConfig, EvalConfig, TrainConfig, parse_section, phase_train_configs, stage_train_config
-from .training.data import ConcatItems, RunData, batches
+from .training.data import ConcatItems, RunData, batches, resolve_spec_loaders
 from .training.loop import SimulatedKill, TrainingError, train_phase
 from .training.state import clear_stage
 from .utils import atomic_write_bytes, count_params
@@ -103,6 +103,7 @@ class ContinualTrainer:
                                                f"stages[{i}].train")
                            for i, s in enumerate(cfg.stages)]
         self.base_cfg = stage_train_config(self.train_cfg, self.train_cfg.base, "train.base")
+        resolve_spec_loaders(cfg)
         self.data = RunData(cfg, self.data_cfg, self.parent_specs)
         self.base_modalities = self._base_modalities()
         stage_mods = [s.modality.name for s in cfg.stages]

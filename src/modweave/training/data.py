@@ -40,12 +40,34 @@ class CachedDataset:
 def loader_settings(cfg: RunConfig, data: DataConfig, extra_specs: Sequence[Any] = ()) -> dict[str, dict[str, Any]]:
     """Loader settings per modality: the path spec's `loader`, then `data.loader` on top. `extra_specs`:
     paths the model has beyond the config's (those of a checkpoint the run grows)."""
+    from ..modalities.base import loader_settings_for
+
     out: dict[str, dict[str, Any]] = {}
+    extra = data.loader or {}
     for spec in [*cfg.model.base_modalities, *extra_specs, *(s.modality for s in cfg.stages)]:
-        out[spec.name] = dict(spec.loader)
-    for name, extra in (data.loader or {}).items():
-        out[name] = {**out.get(name, {}), **dict(extra)}
+        try:
+            out[spec.name] = loader_settings_for(spec, extra.get(spec.name))
+        except ValueError as err:
+            raise ConfigError(f"config key 'data.loader.{spec.name}' (or its path spec): {err}") from None
+    for name, settings in extra.items():
+        if name not in out:  # a modality with data but no path spec (text, or a base given only by data)
+            out[name] = dict(settings)
     return out
+
+
+def resolve_spec_loaders(cfg: RunConfig) -> None:
+    """Fold each path spec's `num_frames` into its `loader` settings, so the settings the model records
+    (and `eval` / `generate` reuse) are the ones training loads with. Refuses a `num_frames` that
+    cannot take effect or disagrees with the loader's."""
+    from ..modalities.base import loader_settings_for
+
+    specs = [(f"model.base_modalities[{i}]", s) for i, s in enumerate(cfg.model.base_modalities)]
+    specs += [(f"stages[{i}].modality", st.modality) for i, st in enumerate(cfg.stages)]
+    for where, spec in specs:
+        try:
+            spec.loader = loader_settings_for(spec)
+        except ValueError as err:
+            raise ConfigError(f"config key '{where}': {err}") from None
 
 
 class RunData:
@@ -101,7 +123,8 @@ class RunData:
                 n_held = min(self.data.heldout, len(records) // 4)  # never most of a small file
                 records = records[: len(records) - n_held] if part == "train" else records[len(records) - n_held:]
             try:
-                ds = MediaDataset(records, self.root, {modality: self.settings.get(modality, {})}, media_cache=self._media)
+                ds = MediaDataset(records, self.root, {modality: self.settings.get(modality, {})}, media_cache=self._media,
+                                  follow_symlinks=self.data.follow_symlinks)
             except TypeError as err:
                 raise ConfigError(f"config key 'data.loader.{modality}' (or the path spec's loader): {err}") from None
             self._cache[key] = CachedDataset(ds, self.data.cache)
