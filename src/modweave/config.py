@@ -241,10 +241,6 @@ class RunConfig:
     seed: int = 0
 
 
-def stage_config(data: Any, where: str) -> StageConfig:
-    return from_dict(StageConfig, data, where)
-
-
 def resolve_paths(node: Any, base_dir: str | None) -> Any:
     """Make `name_or_path` values starting with './' relative to the preset file's folder."""
     if base_dir is None:
