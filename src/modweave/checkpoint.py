@@ -52,6 +52,7 @@ except ImportError:  # an older huggingface_hub
 _BUILD_ERRORS = (TypeError, _StrictError)
 
 ORIGIN = "_modweave_checkpoint"  # set on a loaded model: {"dir", "stages", "manifest_sha256"}
+SAVED = "_modweave_saved"  # {resolved folder: {stage index: (file, sha256)}}: what this model holds where
 _sha256 = sha256_file
 
 
@@ -117,10 +118,11 @@ def _is_library_file(name: str) -> bool:
             or (name.startswith(".") and name.endswith(".tmp")))
 
 
-def _same_record(theirs: dict[str, Any], ours: "StageRecord") -> bool:
-    return (theirs.get("name"), theirs.get("modality"), theirs.get("method"), theirs.get("phase"),
-            theirs.get("file"), theirs.get("sha256")) == (ours.name, ours.modality, ours.method, ours.phase,
-                                                          ours.file, ours.sha256)
+def saved_in(model: "XModalLM", folder: Path) -> dict[int, tuple[str, str]]:
+    """What `model` holds in checkpoint `folder`: stage index -> (file, sha256), as this model object
+    loaded or wrote it there (a copy written elsewhere changes the records, not this folder's entries)."""
+    table = model.__dict__.setdefault(SAVED, {})
+    return table.setdefault(str(Path(folder).resolve()), {})
 
 
 def _target_parent(model: "XModalLM", save_dir: Path) -> dict[str, Any] | None:
@@ -132,6 +134,7 @@ def _target_parent(model: "XModalLM", save_dir: Path) -> dict[str, Any] | None:
     with more stages than the model has (an `upto=` load saved back would drop them)."""
     if save_dir.exists() and not save_dir.is_dir():
         raise CheckpointError(f"cannot save into {save_dir}: it is a file, not a checkpoint folder")
+    mine = saved_in(model, save_dir)
     if (save_dir / MANIFEST).exists():
         try:
             data = read_manifest(save_dir)
@@ -143,24 +146,30 @@ def _target_parent(model: "XModalLM", save_dir: Path) -> dict[str, Any] | None:
                                   f"{len(model.stages)} (saving would drop stage '{theirs[len(model.stages)].get('name')}'); "
                                   "save into a new folder")
         for i, rec in enumerate(theirs):
-            if not _same_record(rec, model.stages[i]):
+            ours = model.stages[i]
+            where = mine.get(i, (ours.file, ours.sha256))
+            if (rec.get("name"), rec.get("modality"), rec.get("method"), rec.get("phase"), rec.get("file"),
+                    rec.get("sha256")) != (ours.name, ours.modality, ours.method, ours.phase, *where):
                 raise CheckpointError(f"refusing to write into {save_dir}: it holds another model's checkpoint "
                                       f"(stage {i} '{rec.get('name')}' is not this model's); save into a new folder")
+            mine[i] = where
         return data.get("parent")
     if save_dir.is_dir():
         foreign = sorted(p.name for p in save_dir.iterdir() if not _is_library_file(p.name))
         if foreign:
             raise CheckpointError(f"refusing to write into {save_dir}: it is not empty and not a modweave checkpoint "
                                   f"(it holds {foreign[0]!r}); save into a new or empty folder")
+    mine.clear()  # nothing of this model is there (a folder emptied since, or a killed first write)
     origin = getattr(model, ORIGIN, None)
-    if origin and Path(origin["dir"]).resolve() != save_dir.resolve() and (Path(origin["dir"]) / MANIFEST).is_file():
-        target = save_dir.resolve()
-        try:
-            rel = os.path.relpath(origin["dir"], target)
-        except ValueError:  # another drive (Windows)
-            rel = str(Path(origin["dir"]).resolve())
-        return {"path": rel, "stages": origin["stages"], "manifest_sha256": origin["manifest_sha256"]}
-    return None
+    if not origin or Path(origin["dir"]) == save_dir.resolve() or not (Path(origin["dir"]) / MANIFEST).is_file():
+        return None
+    home = saved_in(model, Path(origin["dir"]))
+    mine.update({i: home[i] for i in range(origin["stages"]) if i in home})
+    try:
+        rel = os.path.relpath(origin["dir"], save_dir.resolve())
+    except ValueError:  # another drive (Windows)
+        rel = origin["dir"]
+    return {"path": rel, "stages": origin["stages"], "manifest_sha256": origin["manifest_sha256"]}
 
 
 def write_stage(model: "XModalLM", save_dir: Path, index: int) -> None:
@@ -168,9 +177,9 @@ def write_stage(model: "XModalLM", save_dir: Path, index: int) -> None:
     lives in the parent checkpoint (the model was loaded from it) is referenced, not written."""
     save_dir = Path(save_dir)
     parent = _target_parent(model, save_dir)
-    for i in range(index):  # earlier stages closed without a folder: written now, so the manifest lists no null file
-        rec = model.stages[i]
-        if rec.file is None or not (parent and i < parent["stages"]) and not (save_dir / rec.file).is_file():
+    mine = saved_in(model, save_dir)
+    for i in range(index):  # earlier stages closed without a folder: written now, so no stage lacks a file
+        if i not in mine:
             _write_stage(model, save_dir, i, parent)
     _write_stage(model, save_dir, index, parent)
     write_manifest(model, save_dir, parent=parent)
@@ -194,6 +203,7 @@ def _write_stage(model: "XModalLM", save_dir: Path, index: int, parent: dict[str
     with atomic_path(path) as tmp:
         save_file(cpu, str(tmp), metadata=meta)
     record.file, record.sha256 = name, _sha256(path)
+    saved_in(model, save_dir)[index] = (record.file, record.sha256)
 
 
 def _save_tokenizer(model: "XModalLM", save_dir: Path) -> None:
@@ -219,9 +229,15 @@ def _external_records(model: "XModalLM", written: int) -> dict[str, Any]:
     return out
 
 
-def manifest_dict(model: "XModalLM", extra: dict[str, Any] | None = None,
-                  parent: dict[str, Any] | None = None) -> dict[str, Any]:
-    written = [s for s in model.stages if s.file is not None or s.modality is None]
+def manifest_dict(model: "XModalLM", extra: dict[str, Any] | None = None, parent: dict[str, Any] | None = None,
+                  save_dir: Path | None = None) -> dict[str, Any]:
+    """The manifest of `model`; with `save_dir`, the stages and files it holds in that folder."""
+    if save_dir is None:
+        stages = [dataclasses.asdict(s) for s in model.stages if s.file is not None or s.modality is None]
+    else:
+        mine = saved_in(model, save_dir)
+        stages = [{**dataclasses.asdict(model.stages[i]), "file": mine[i][0], "sha256": mine[i][1]}
+                  for i in sorted(mine) if i < len(model.stages)]
     return {
         "format": FORMAT,
         "library_version": __version__,
@@ -229,8 +245,8 @@ def manifest_dict(model: "XModalLM", extra: dict[str, Any] | None = None,
         "method": sorted({s.method for s in model.stages if s.modality is not None}),
         "modalities": [s.modality for s in model.stages if s.modality is not None and s.phase == _first_phase(s)],
         "config": to_dict(model.config),
-        "stages": [dataclasses.asdict(s) for s in written],
-        "external": _external_records(model, len(written)),
+        "stages": stages,
+        "external": _external_records(model, len(stages)),
         "parent": parent,
         **(extra or {}),
     }
@@ -245,7 +261,7 @@ def _first_phase(record: "StageRecord") -> str:
 def write_manifest(model: "XModalLM", save_dir: Path, extra: dict[str, Any] | None = None,
                    parent: dict[str, Any] | None = None) -> None:
     old = save_dir / MANIFEST
-    current = manifest_dict(model, parent=parent)
+    current = manifest_dict(model, parent=parent, save_dir=save_dir)
     keep = {}
     if old.exists():  # keep fields other tools wrote (data checksums, trainer state)
         keep = {k: v for k, v in json.loads(old.read_text()).items() if k not in current}
@@ -263,11 +279,12 @@ def save_pretrained(model: "XModalLM", save_dir: Path, copy_parent: bool = False
     unless `copy_parent=True`, which writes a standalone copy."""
     save_dir = Path(save_dir)
     parent = _target_parent(model, save_dir)
+    mine = saved_in(model, save_dir)
     if copy_parent and parent and not (save_dir / MANIFEST).exists():
         parent = None
-    fresh = not (save_dir / MANIFEST).exists()
-    for i, s in enumerate(model.stages):
-        if fresh or s.file is None or not (save_dir / s.file).exists():
+        mine.clear()
+    for i in range(len(model.stages)):
+        if i not in mine or not (parent and i < parent["stages"]) and not (save_dir / mine[i][0]).is_file():
             _write_stage(model, save_dir, i, parent)
     write_manifest(model, save_dir, parent=parent)
     return save_dir
@@ -405,6 +422,7 @@ def load_pretrained(save_dir: Path, upto: str | None = None, device: str | torch
     model.eval()
     object.__setattr__(model, ORIGIN, {"dir": str(save_dir.resolve()), "stages": len(records),
                                        "manifest_sha256": _sha256(mpath)})
+    saved_in(model, save_dir).update({i: (r.file, r.sha256) for i, r in enumerate(records)})
     if device is not None:
         model.to(device)
     return model
