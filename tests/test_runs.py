@@ -231,3 +231,24 @@ def test_grow_an_existing_checkpoint_from_the_cli(tmp_path, capsys):
     capsys.readouterr()
     assert main(["train", str(CONFIG), data, "--from", str(parent / "checkpoint"), "--out", str(tmp_path / "c2")]) == 2
     assert "remove the 'model' section" in _one_error(capsys, "train")
+
+
+def test_a_spec_num_frames_reaches_the_loader_or_is_refused(tmp_path, digits_root):
+    from modweave.config import ConfigError, load_run_config
+    from modweave.train import ContinualTrainer
+
+    def trainer(*overrides: str) -> ContinualTrainer:
+        cfg = load_run_config(CONFIG, [f"data.root={digits_root}", *overrides])
+        return ContinualTrainer(cfg, tmp_path / "run")
+
+    t = trainer("stages.0.modality.num_frames=3", "stages.0.modality.loader.num_frames=3")
+    assert t.cfg.stages[0].modality.loader["num_frames"] == 3
+    assert t.data.train("video")[0]["media"].shape[0] == 3
+    t = trainer("stages.0.modality.num_frames=null", "stages.0.modality.loader={size: 16}")
+    assert t.data.train("video")[0]["media"].shape[0] == 5  # the loader's own default
+    t = trainer("stages.0.modality.num_frames=4", "stages.0.modality.loader={size: 16}")
+    assert t.cfg.stages[0].modality.loader == {"size": 16, "num_frames": 4}  # what the checkpoint records
+    with pytest.raises(ConfigError, match=r"stages\[0\].modality.*disagrees"):
+        trainer("stages.0.modality.num_frames=3")  # the loader says 2
+    with pytest.raises(ConfigError, match=r"model.base_modalities\[0\].*at most 1 frame"):
+        trainer("model.base_modalities.0.num_frames=2")
