@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +32,7 @@ from .checkpoint_manifest import (FORMAT, MANIFEST, CheckpointError, contained, 
                                   stage_folders, stage_records)
 from .checkpoint_refs import (birth_stage, external_modules, module_keys, referenced_keys, sha256_file, source_record,
                               verify_source)
+from .checkpoint_target import ORIGIN, saved_in, target_parent
 from .config import modality_spec, to_dict
 from .utils import atomic_path, atomic_write_bytes
 
@@ -51,8 +51,6 @@ except ImportError:  # an older huggingface_hub
     _StrictError = TypeError
 _BUILD_ERRORS = (TypeError, _StrictError)
 
-ORIGIN = "_modweave_checkpoint"  # set on a loaded model: {"dir", "stages", "manifest_sha256"}
-SAVED = "_modweave_saved"  # {resolved folder: {stage index: (file, sha256)}}: what this model holds where
 _sha256 = sha256_file
 
 
@@ -108,75 +106,11 @@ def _file_name(index: int, name: str) -> str:
     return f"stage-{index:02d}-{safe}.safetensors"
 
 
-# ------------------------------------------------------------------------------------------------
-# where a save may go
-
-
-def _is_library_file(name: str) -> bool:
-    """Names this library writes into a checkpoint folder (temp files included)."""
-    return (name in (MANIFEST, "tokenizer", ".tokenizer.tmp") or (name.startswith("stage-") and name.endswith(".safetensors"))
-            or (name.startswith(".") and name.endswith(".tmp")))
-
-
-def saved_in(model: "XModalLM", folder: Path) -> dict[int, tuple[str, str]]:
-    """What `model` holds in checkpoint `folder`: stage index -> (file, sha256), as this model object
-    loaded or wrote it there (a copy written elsewhere changes the records, not this folder's entries)."""
-    table = model.__dict__.setdefault(SAVED, {})
-    return table.setdefault(str(Path(folder).resolve()), {})
-
-
-def _target_parent(model: "XModalLM", save_dir: Path) -> dict[str, Any] | None:
-    """Check that `model` may write into `save_dir`; returns the parent entry its manifest gets.
-
-    Allowed: a missing or empty folder, one holding only files this library writes, or this model's own
-    checkpoint (its stages so far, same files and checksums: how the trainer writes stage by stage).
-    Refused: a file, a folder with other files, another model's checkpoint, or this model's checkpoint
-    with more stages than the model has (an `upto=` load saved back would drop them)."""
-    if save_dir.exists() and not save_dir.is_dir():
-        raise CheckpointError(f"cannot save into {save_dir}: it is a file, not a checkpoint folder")
-    mine = saved_in(model, save_dir)
-    if (save_dir / MANIFEST).exists():
-        try:
-            data = read_manifest(save_dir)
-        except CheckpointError as err:
-            raise CheckpointError(f"refusing to write into {save_dir}: {err}") from None
-        theirs = data["stages"]
-        if len(theirs) > len(model.stages):
-            raise CheckpointError(f"refusing to write into {save_dir}: it holds {len(theirs)} stages, this model "
-                                  f"{len(model.stages)} (saving would drop stage '{theirs[len(model.stages)].get('name')}'); "
-                                  "save into a new folder")
-        for i, rec in enumerate(theirs):
-            ours = model.stages[i]
-            where = mine.get(i, (ours.file, ours.sha256))
-            if (rec.get("name"), rec.get("modality"), rec.get("method"), rec.get("phase"), rec.get("file"),
-                    rec.get("sha256")) != (ours.name, ours.modality, ours.method, ours.phase, *where):
-                raise CheckpointError(f"refusing to write into {save_dir}: it holds another model's checkpoint "
-                                      f"(stage {i} '{rec.get('name')}' is not this model's); save into a new folder")
-            mine[i] = where
-        return data.get("parent")
-    if save_dir.is_dir():
-        foreign = sorted(p.name for p in save_dir.iterdir() if not _is_library_file(p.name))
-        if foreign:
-            raise CheckpointError(f"refusing to write into {save_dir}: it is not empty and not a modweave checkpoint "
-                                  f"(it holds {foreign[0]!r}); save into a new or empty folder")
-    mine.clear()  # nothing of this model is there (a folder emptied since, or a killed first write)
-    origin = getattr(model, ORIGIN, None)
-    if not origin or Path(origin["dir"]) == save_dir.resolve() or not (Path(origin["dir"]) / MANIFEST).is_file():
-        return None
-    home = saved_in(model, Path(origin["dir"]))
-    mine.update({i: home[i] for i in range(origin["stages"]) if i in home})
-    try:
-        rel = os.path.relpath(origin["dir"], save_dir.resolve())
-    except ValueError:  # another drive (Windows)
-        rel = origin["dir"]
-    return {"path": rel, "stages": origin["stages"], "manifest_sha256": origin["manifest_sha256"]}
-
-
 def write_stage(model: "XModalLM", save_dir: Path, index: int) -> None:
     """Write stage `index`'s tensors and update the manifest (atomically, manifest last). A stage that
     lives in the parent checkpoint (the model was loaded from it) is referenced, not written."""
     save_dir = Path(save_dir)
-    parent = _target_parent(model, save_dir)
+    parent = target_parent(model, save_dir)
     mine = saved_in(model, save_dir)
     for i in range(index):  # earlier stages closed without a folder: written now, so no stage lacks a file
         if i not in mine:
@@ -278,7 +212,7 @@ def save_pretrained(model: "XModalLM", save_dir: Path, copy_parent: bool = False
     A model loaded from another checkpoint references that checkpoint's stages (manifest `parent`)
     unless `copy_parent=True`, which writes a standalone copy."""
     save_dir = Path(save_dir)
-    parent = _target_parent(model, save_dir)
+    parent = target_parent(model, save_dir)
     mine = saved_in(model, save_dir)
     if copy_parent and parent and not (save_dir / MANIFEST).exists():
         parent = None
