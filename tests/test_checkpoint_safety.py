@@ -293,3 +293,64 @@ def test_a_local_hf_llm_base_is_referenced_not_copied(tiny_cfg, tmp_path):
     items = make_items(["image", "text"])
     loaded = XModalLM.from_pretrained(tmp_path / "ck")
     assert torch.equal(loaded(loaded.collator()(items)).logits, model(model.collator()(items)).logits)
+
+
+HUB_SCRIPT = r"""
+import json, logging, shutil, sys
+from pathlib import Path
+import torch
+sys.path.insert(0, sys.argv[2])
+from test_checkpoint_safety import _clip_dir
+from modweave.checkpoint import CheckpointError
+from modweave.config import load_run_config
+from modweave.model import XModalLM
+from tinyfactory import TINY
+
+cache = Path(sys.argv[1]) / "hub" / "models--tiny--clip"
+def commit(c, seed=None, like=None):
+    snap = cache / "snapshots" / (c * 40)
+    if like:
+        shutil.copytree(cache / "snapshots" / (like * 40), snap)
+    else:
+        _clip_dir(snap, seed)
+    (cache / "refs").mkdir(parents=True, exist_ok=True)
+    (cache / "refs" / "main").write_text(c * 40)
+commit("a", seed=0)
+torch.manual_seed(0)
+model = XModalLM.build(load_run_config(TINY).model)
+ck = Path(sys.argv[1]) / "ck"
+model.end_stage(ck)
+model.add_modality("video", method="frozen", encoder={"kind": "hf-vision", "name_or_path": "tiny/clip"}, cue=" v: ")
+model.end_stage(ck)
+ref = json.loads((ck / "manifest.json").read_text())["external"]["encoders.video"]
+assert ref["revision"] == "a" * 40 and "model.safetensors" in ref["files"], ref
+from safetensors.torch import load_file
+keys = set(load_file(str(ck / "stage-01-video.safetensors")))
+assert keys and all(k.startswith("paths.video.") for k in keys), keys
+XModalLM.from_pretrained(ck)
+commit("b", like="a")  # a new commit, same weights: a warning only
+logging.basicConfig(level=logging.WARNING, stream=sys.stdout)
+XModalLM.from_pretrained(ck)
+commit("c", seed=1)  # new weights
+try:
+    XModalLM.from_pretrained(ck)
+    print("LOADED")
+except CheckpointError as err:
+    print("REFUSED", err)
+"""
+
+
+@pytest.mark.slow
+def test_a_hub_encoder_is_pinned_by_revision_and_content(tmp_path):
+    """A hub id from the local HF cache (no network): the reference records the snapshot's commit and its
+    files' hashes; a new commit with the same weights warns, one with new weights is refused."""
+    import subprocess
+    import sys
+
+    tests = Path(__file__).resolve().parent
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", HUB_SCRIPT, str(tmp_path), str(tests)], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "now loads revision " + "b" * 40 in out.stdout
+    assert "REFUSED" in out.stdout and "model.safetensors changed" in out.stdout

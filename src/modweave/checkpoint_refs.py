@@ -13,13 +13,14 @@ without a word, the record names the source and pins it:
 - a local folder (or file): the sha256 of its weight files and config. At load a file whose size and
   modification time are unchanged is taken as unchanged (no re-hash of a 14 GB LLM per load); otherwise it
   is hashed, and a different hash is an error (`verify=False` turns it into a warning).
-- a hub id: the snapshot's commit (`revision`); a different commit at load is a warning (a new commit
-  need not change the weights).
+- a hub id: the same hashes of the cached snapshot's files, plus its commit (`revision`); a different
+  commit alone is a warning (a new commit need not change the weights), different weights an error.
 
 Which modules: those marked `_modweave_external = True` (encoders, bases), plus an `hf` LLM not marked
 either way. A module may say where it came from with `_modweave_source = {"name_or_path": ...,
-"revision": ...}`; otherwise the inner transformers config's `_name_or_path` / `_commit_hash`, or the
-config's own `name_or_path`, is used.
+"revision": ...}`; otherwise the inner transformers config's `_name_or_path`, or the config's own
+`name_or_path`, is used (transformers v5 no longer keeps the commit on the config: it is read from the
+hub cache's snapshot folder).
 """
 
 from __future__ import annotations
@@ -113,7 +114,6 @@ def _declared_source(model: "XModalLM", prefix: str, mod: nn.Module, stage_spec:
         return {"name_or_path": str(src["name_or_path"]), "revision": src.get("revision")}
     cfg = _inner_config(mod)
     name = getattr(cfg, "_name_or_path", None) if cfg is not None else None
-    revision = getattr(cfg, "_commit_hash", None) if cfg is not None else None
     if not name:
         if prefix == "llm":
             name = model.config.llm.name_or_path
@@ -121,19 +121,34 @@ def _declared_source(model: "XModalLM", prefix: str, mod: nn.Module, stage_spec:
             name = stage_spec["encoder"].get("name_or_path")
         elif model.config.base:
             name = model.config.base.partition(":")[2]
-    return {"name_or_path": str(name) if name else None, "revision": revision}
+    return {"name_or_path": str(name) if name else None, "revision": None}
 
 
-def _local_files(name_or_path: str | None) -> list[Path]:
+def _location(name_or_path: str | None) -> tuple[Path | None, str | None]:
+    """The folder (or file) a source's weights are in, and the commit when it is a cached hub snapshot."""
     if not name_or_path:
-        return []
+        return None, None
     path = Path(name_or_path)
-    if path.is_file():
-        return [path]
-    if path.is_dir():
-        return sorted(p for p in path.iterdir() if p.is_file()
-                      and (p.suffix in WEIGHT_SUFFIXES or p.name in CONFIG_FILES))
-    return []
+    if path.exists():
+        return path, None
+    try:  # a hub id: the snapshot transformers loaded from the local cache (no network)
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(name_or_path, "config.json")
+    except (ImportError, ValueError, OSError):  # not a valid repo id (gguf:..., ct2:...)
+        return None, None
+    if not isinstance(found, str):
+        return None, None
+    snapshot = Path(found).parent
+    return snapshot, snapshot.name
+
+
+def _local_files(root: Path | None) -> list[Path]:
+    if root is None:
+        return []
+    if root.is_file():
+        return [root]
+    return sorted(p for p in root.iterdir() if p.is_file() and (p.suffix in WEIGHT_SUFFIXES or p.name in CONFIG_FILES))
 
 
 def _file_entry(path: Path) -> dict[str, Any]:
@@ -147,8 +162,9 @@ def source_record(model: "XModalLM", prefix: str, mod: nn.Module, stage: str, st
     if cached is not None and cached.get("stage") == stage:
         return cached
     src = _declared_source(model, prefix, mod, stage_spec)
-    files = _local_files(src["name_or_path"])
-    record = {"stage": stage, **src, "files": {p.name: _file_entry(p) for p in files}}
+    root, commit = _location(src["name_or_path"])
+    record = {"stage": stage, "name_or_path": src["name_or_path"], "revision": src["revision"] or commit,
+              "files": {p.name: _file_entry(p) for p in _local_files(root)}}
     _cache(mod, record)
     return record
 
@@ -163,17 +179,18 @@ def verify_source(model: "XModalLM", prefix: str, recorded: dict[str, Any], mani
     if mod is None:
         raise CheckpointError(f"{manifest}: external module '{prefix}' (stage '{recorded.get('stage')}') is not in "
                               "the rebuilt model")
-    now = _declared_source(model, prefix, mod, None)
-    name = recorded.get("name_or_path") or now["name_or_path"]
-    rev, rev_now = recorded.get("revision"), now["revision"]
-    if rev and rev_now and rev != rev_now:
+    name = recorded.get("name_or_path") or _declared_source(model, prefix, mod, None)["name_or_path"]
+    root, commit = _location(name)
+    rev = recorded.get("revision")
+    if rev and commit and rev != commit:
         logger.warning("%s: %s was built from %s at revision %s; it now loads revision %s (the stage trained on "
-                       "the recorded one)", manifest, prefix, name, rev, rev_now)
-    files = recorded.get("files") or {}
-    root = Path(name) if name else None
+                       "the recorded one)", manifest, prefix, name, rev, commit)
     changed = []
-    for fname, entry in files.items():
-        path = root if root is not None and root.is_file() else (root / fname if root is not None else Path(fname))
+    for fname, entry in (recorded.get("files") or {}).items():
+        if root is None or Path(fname).name != fname or not isinstance(entry, dict):
+            changed.append(f"{name}: {fname} cannot be found")
+            continue
+        path = root if root.is_file() else root / fname
         if not path.is_file():
             changed.append(f"{path} is missing")
             continue
