@@ -118,7 +118,7 @@ def test_balance_loss_gradient_survives_activation_checkpointing(tmp_path):
     for checkpointing in (False, True):
         model = extended_model("mixtral", tmp_path, routing="open")
         if checkpointing:  # as the trainer does it (non-reentrant): the hooks see the recorded forward
-            model.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.llm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         model.train()
         model(batch(model, ["image", "text", "image"], seed=1)).aux_loss.backward()
         grads.append(model.llm.model.layers[1].mlp.extensions[0].router.grad)
