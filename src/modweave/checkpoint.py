@@ -33,7 +33,7 @@ from .checkpoint_manifest import (FORMAT, MANIFEST, CheckpointError, contained, 
 from .checkpoint_refs import (birth_stage, external_modules, module_keys, referenced_keys, sha256_file, source_record,
                               verify_source)
 from .checkpoint_target import ORIGIN, saved_in, target_parent
-from .config import modality_spec, to_dict
+from .config import to_dict
 from .utils import atomic_path, atomic_write_bytes
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ def owned_keys(model: "XModalLM", index: int) -> set[str]:
     """The state keys stage `index` owns: those created in it, plus every parameter that trained in it,
     minus the modules it loaded from a checkpoint elsewhere (referenced in the manifest)."""
     trained = _trained(model, index)
-    keys = set(model._stage_keys[index]) | trained
+    keys = model.stage_keys(index) | trained
     for ref in referenced_keys(model, index, trained).values():
         keys -= ref
     return keys
@@ -244,10 +244,11 @@ def _load_stage_file(model: "XModalLM", folder: Path, index: int, record: "Stage
         if _sha256(path) != record.sha256:
             raise CheckpointError(f"checkpoint file corrupt (checksum mismatch): {path}")
     try:
-        tensors = load_file(str(path), device=str(model._param_device()))
+        tensors = load_file(str(path), device=str(model.param_device))
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"checkpoint file unreadable: {path} ({err})") from None
-    missing = sorted(owned_keys(model, index) - set(tensors))
+    state = model.state_dict()
+    missing = sorted(k for k in owned_keys(model, index) - set(tensors) if k in state)
     if missing:
         raise CheckpointError(f"{path} lacks {len(missing)} tensor(s) of stage '{record.name}' (nothing is left "
                               f"randomly initialised): {', '.join(missing[:5])}")
@@ -294,7 +295,7 @@ def _references(model: "XModalLM", external: dict[str, Any], stage: str, manifes
             verify_source(model, prefix, rec, manifest, verify)
 
 
-def _adopt_copied(model: "XModalLM", index: int, loaded: set[str]) -> None:
+def _adopt_copied(model: "XModalLM", loaded: set[str]) -> None:
     """A module the stage's file filled entirely (an older checkpoint, or a trained base LLM) is the
     checkpoint's own from now on: a later save keeps writing it rather than referencing its source."""
     for prefix, mod in external_modules(model).items():
@@ -310,7 +311,6 @@ def load_pretrained(save_dir: Path, upto: str | None = None, device: str | torch
     `verify=False` skips the stage files' checksums and accepts changed sources of referenced modules
     (with a warning). A grown checkpoint loads its parent's stages from the parent folder."""
     from .model import XModalLM
-    from .methods import get_method
 
     save_dir = Path(save_dir)
     manifest = read_manifest(save_dir)
@@ -337,22 +337,13 @@ def load_pretrained(save_dir: Path, upto: str | None = None, device: str | torch
         why = " ".join(str(err).split())
         raise CheckpointError(f"{mpath}: the manifest's config does not build a model ({why})") from None
     model.config.tokenizer = tok_cfg
-    _references(model, external, records[0].name, mpath, verify)
-    _adopt_copied(model, 0, _load_stage_file(model, folders[0], 0, records[0], mpath, verify))
     model.stages[0] = records[0]
-    for i, rec in enumerate(records[1:], start=1):
-        impl = get_method(rec.method)
-        if rec.modality not in model.paths:
-            spec = modality_spec(rec.spec, f"stage {rec.name}")
-            model._stage_open = False
-            impl.add_modality(model, spec, rec.settings)
-        impl.start_phase(model, rec.modality, rec.phase, rec.settings, model._method_state(rec.modality))
-        model.stages.append(rec)
-        model._record_new_keys()
+    for i, rec in enumerate(records):
+        if i:
+            model.replay(rec)  # the same path training opened the stage by
         _references(model, external, rec.name, mpath, verify)
-        _adopt_copied(model, i, _load_stage_file(model, folders[i], i, rec, mpath, verify))
-    model._stage_open = False
-    model.freeze_all()
+        model.end_stage(replayed=True)  # as when the stage was written: after it closed
+        _adopt_copied(model, _load_stage_file(model, folders[i], i, rec, mpath, verify))
     model.eval()
     object.__setattr__(model, ORIGIN, {"dir": str(save_dir.resolve()), "stages": len(records),
                                        "manifest_sha256": _sha256(mpath)})

@@ -77,8 +77,8 @@ def module_keys(prefix: str, mod: nn.Module) -> set[str]:
 
 def birth_stage(model: "XModalLM", keys: set[str]) -> int | None:
     """The stage whose new state keys include the module's (the stage that built it)."""
-    for i, own in enumerate(model._stage_keys):
-        if own & keys:
+    for i in range(len(model.stages)):
+        if model.stage_keys(i) & keys:
             return i
     return None
 
@@ -91,7 +91,7 @@ def referenced_keys(model: "XModalLM", index: int, trained: set[str]) -> dict[st
     for prefix, mod in external_modules(model).items():
         keys = module_keys(prefix, mod)
         if birth_stage(model, keys) == index:
-            out[prefix] = (keys & model._stage_keys[index]) - trained
+            out[prefix] = (keys & model.stage_keys(index)) - trained
     return out
 
 
