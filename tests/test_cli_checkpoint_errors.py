@@ -174,3 +174,13 @@ def test_an_intact_trainer_state_still_restores(tmp_path):
         model.weight.zero_()
     state = load_trainer_state(folder, model, opt, sched)
     assert state["step"] == 2 and torch.equal(model.weight, weight)
+
+
+def test_sha256_null_is_an_error_and_no_verify_is_the_explicit_opt_out(ck, tmp_path, capsys):
+    bad = _copy(ck, tmp_path)
+    _edit_manifest(bad, lambda d: {**d, "stages": [{**d["stages"][0], "sha256": None}]})
+    _one_error(_gen(bad), capsys, "stage 'base' has no sha256", "--no-verify")
+    from modweave.cli import main
+
+    assert main([*_gen(bad), "--no-verify", "--max-new-tokens", "1"]) == 0
+    assert capsys.readouterr().out.startswith("greedy: ")

@@ -240,7 +240,7 @@ def _load_stage_file(model: "XModalLM", folder: Path, index: int, record: "Stage
     if verify:
         if not record.sha256:
             raise CheckpointError(f"{manifest}: stage '{record.name}' has no sha256, so {path.name} cannot be "
-                                  "checked (load with verify=False to skip every checksum)")
+                                  "checked (load with verify=False, or --no-verify, to skip every checksum)")
         if _sha256(path) != record.sha256:
             raise CheckpointError(f"checkpoint file corrupt (checksum mismatch): {path}")
     try:

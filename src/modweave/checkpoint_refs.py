@@ -203,6 +203,6 @@ def verify_source(model: "XModalLM", prefix: str, recorded: dict[str, Any], mani
         msg = (f"{manifest}: {prefix} of stage '{recorded.get('stage')}' is referenced, not copied, and its source "
                f"differs from when the stage was saved: {'; '.join(changed[:3])}")
         if verify:
-            raise CheckpointError(msg + " (restore those files, or load with verify=False to accept them)")
+            raise CheckpointError(msg + " (restore those files, or load with verify=False / --no-verify to accept them)")
         logger.warning(msg)
     _cache(mod, {**recorded, "stage": recorded.get("stage")})
