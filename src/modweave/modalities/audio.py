@@ -59,6 +59,13 @@ class AudioSettings(ModalitySettings):
             value = getattr(self, key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
                 raise SettingsError(f"audio loader '{key}' must be a positive integer, got {value!r}")
+        if self.features != "kaldi":
+            try:  # the extractor is read once per process; contradicting settings fail here, not per file
+                extractor_for(self)
+            except SettingsError:
+                raise
+            except ValueError as err:
+                raise SettingsError(str(err)) from None
 
 
 def hz_to_mel(f: np.ndarray | float) -> np.ndarray:
@@ -149,6 +156,9 @@ def extractor_for(settings: AudioSettings):
         raise ValueError(f"{where}: sample_rate {settings.sample_rate} but the extractor wants {fe.sampling_rate}")
     if (settings.win_ms, settings.hop_ms) != (25.0, 10.0):
         raise ValueError(f"{where}: win_ms / hop_ms are the extractor's (25 / 10 ms), not settings")
+    window = fe.nb_max_frames if settings.features == "whisper" else fe.max_length
+    if settings.chunk_frames is not None and settings.chunk_frames > window:
+        raise ValueError(f"{where}: chunk_frames {settings.chunk_frames}, the extractor gives at most {window}")
     return fe
 
 
@@ -159,8 +169,6 @@ def extractor_chunks(wave: np.ndarray, settings: AudioSettings) -> np.ndarray:
     hop = int(round(settings.sample_rate * settings.hop_ms / 1000))
     window = fe.nb_max_frames if settings.features == "whisper" else fe.max_length
     frames = settings.chunk_frames or window
-    if frames > window:
-        raise ValueError(f"audio loader 'chunk_frames' {frames}: the {settings.features} extractor gives at most {window}")
     num_chunks = settings.num_chunks or 1
     total = -(-len(wave) // hop)  # frames the clip spans
     span = frames * hop + (int(round(settings.sample_rate * settings.win_ms / 1000)) if settings.features == "ast" else 0)
