@@ -25,6 +25,7 @@ import torch
 
 from .config import RunConfig
 from .model import BASE_CONNECTOR, XModalLM
+from .stages import walk_phases
 
 GiB = 1024 ** 3
 QUANT_BYTES = {None: None, "none": None, "8bit": 1.0, "4bit": 0.5}
@@ -122,13 +123,10 @@ def estimate_memory(cfg: RunConfig, micro_batch: int | None = None, seq_len: int
     last_seq = prompt_tokens
     for st in cfg.stages:
         model.add_modality(st.modality, method=st.method, settings=st.settings)
-        record = model.stages[-1]
-        while record is not None:
+        for record in walk_phases(model):
             row(record.name, {**cfg.train, **_phase_train(st.train, record.phase)}, _frames(st.modality),
                 st.modality.name)
             last_seq = rows[record.name]["seq"]
-            model.end_stage()
-            record = model.next_phase()
     shape = _llm_shape(model)
     nbytes = next(model.llm.parameters()).element_size()
     s = seq_len or last_seq

@@ -57,8 +57,9 @@ class XModalLM(nn.Module):
         self.paths = nn.ModuleDict()
         self.context = PathContext()
         self.stages: list[StageRecord] = [StageRecord(name="base", modality=None, method="base")]
-        self.aux_loss_fns: list = []  # callables () -> Tensor added to the loss (methods register these)
-        self.builtin_router_loss = is_moe(llm) and getattr(llm.config, "router_aux_loss_coef", 0.0) > 0
+        self._aux_losses: dict[str, Any] = {}  # key -> callable () -> Tensor | None, added to the loss
+        self._builtin_router_loss = is_moe(llm) and getattr(llm.config, "router_aux_loss_coef", 0.0) > 0
+        self._scratch: dict[str, dict[str, Any]] = {}  # per-method state held while a phase trains
         self._cue_cache: dict[str, torch.Tensor] = {}
         self._stage_keys: list[set[str]] = []  # state keys created in each stage (what its file holds)
         self._stage_open = True
@@ -247,6 +248,30 @@ class XModalLM(nn.Module):
             write_stage(self, Path(save_dir), len(self.stages) - 1)
         return record
 
+    # ------------------------------------------------------------------------------------------
+    # what a method may use (the method contract; see methods/__init__.py)
+
+    def add_aux_loss(self, key: str, fn: Any, *, replaces_router_loss: bool = False) -> None:
+        """Add `fn() -> Tensor | None` to every training loss, once per `key` (a second call with the
+        same key keeps the first). `replaces_router_loss`: the LLM's built-in MoE balance loss is off
+        from now on (a method that changes expert counts computes its own)."""
+        self._aux_losses.setdefault(key, fn)
+        if replaces_router_loss:
+            self._builtin_router_loss = False
+
+    def has_aux_loss(self, key: str) -> bool:
+        return key in self._aux_losses
+
+    @property
+    def uses_builtin_router_loss(self) -> bool:
+        """Whether training adds the LLM's own MoE load-balancing loss (`router_aux_loss_coef`)."""
+        return self._builtin_router_loss
+
+    def scratch(self, owner: str) -> dict[str, Any]:
+        """A method's working state while one of its phases trains (never saved: what must last goes
+        into the stage record's `state` or into the method's own modules)."""
+        return self._scratch.setdefault(owner, {})
+
     @property
     def stage_open(self) -> bool:
         """Whether the latest stage is open (training); `end_stage` closes it."""
@@ -410,7 +435,7 @@ class XModalLM(nn.Module):
         embeds, attn, labels = self.embed_batch(batch, padding_side="right")
         if labels is None:
             raise ValueError("forward needs labels: build the batch with a training collator")
-        router = self.builtin_router_loss and self.training
+        router = self._builtin_router_loss and self.training
         kwargs = {"output_router_logits": True} if router else {}
         with self.context.samples(batch["modalities"]):
             out = self.llm(inputs_embeds=embeds, attention_mask=attn, use_cache=False, **kwargs)
@@ -424,7 +449,7 @@ class XModalLM(nn.Module):
         aux = None
         if router and getattr(out, "aux_loss", None) is not None:
             aux = self.llm.config.router_aux_loss_coef * out.aux_loss
-        for fn in self.aux_loss_fns:
+        for fn in self._aux_losses.values():
             extra = fn()
             if extra is not None:
                 aux = extra if aux is None else aux + extra

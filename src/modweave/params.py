@@ -6,6 +6,7 @@ from typing import Any
 
 from .config import RunConfig
 from .model import BASE_CONNECTOR, XModalLM
+from .stages import walk_phases
 from .utils import count_params
 
 
@@ -23,11 +24,8 @@ def stage_param_counts(cfg: RunConfig, device: str = "meta") -> dict[str, Any]:
     model.end_stage()
     for st in cfg.stages:
         model.add_modality(st.modality, method=st.method, settings=st.settings)
-        record = model.stages[-1]
-        while record is not None:
+        for record in walk_phases(model):
             stages[record.name] = {"trainable": count_params(model, True), "total": count_params(model)}
-            model.end_stage()
-            record = model.next_phase()
     return {"stages": stages, "reference_connector": ref}
 
 

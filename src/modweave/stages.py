@@ -8,6 +8,7 @@ walk stages through these functions.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,3 +36,14 @@ def stage_name(modality: str, phases: tuple[str, ...], phase: str) -> str:
 def stage_names(modality: str, phases: tuple[str, ...]) -> list[str]:
     """Every stage of `modality`'s step, in order."""
     return [stage_name(modality, phases, p) for p in phases]
+
+
+def walk_phases(model: Any, data: Any = None) -> Iterator[StageRecord]:
+    """The phases of the modality step just opened on `model` (by `add_modality`), in order: yields
+    each open phase's record; when the caller asks for the next, the phase is closed (`end_stage`,
+    with `data` for methods that measure something) and the next phase opened."""
+    record = model.stages[-1]
+    while record is not None:
+        yield record
+        model.end_stage(data=data)
+        record = model.next_phase()

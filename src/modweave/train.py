@@ -26,7 +26,7 @@ import torch
 from .config import ConfigError, RunConfig, to_dict
 from .report import method_entry
 from .runs import check_run_folder, claim_run_folder, first_difference
-from .stages import stage_names
+from .stages import stage_names, walk_phases
 from .report import report_from_progress as build_report  # the name the demo imports from here
 from .training.config import DataConfig, EvalConfig, TrainConfig, parse_section, phase_train_configs, stage_train_config
 from .training.data import ConcatItems, RunData, batches, resolve_spec_loaders
@@ -193,16 +193,13 @@ class ContinualTrainer:
             except (ValueError, KeyError) as err:
                 raise ConfigError(f"config key 'stages[{i}].modality': {err}") from None
             self._check_shape(model, st.modality.name, f"stages[{i}].modality")
-            try:
-                record = model.stages[-1]
-                while record is not None:
-                    model.end_stage()
-                    record = model.next_phase()
-            except (ValueError, RuntimeError, NotImplementedError) as err:
-                # e.g. a phase that needs held-out statistics (moextend): the replay cannot go on
-                # without weights, so later stages' shapes are checked when they start
-                logger.debug("preflight stops at stage %d (%s): %s", i, st.modality.name, err)
-                return
+            impl = get_method(st.method)
+            for record in walk_phases(model):
+                if record.phase in impl.data_phases:
+                    # the phase measures the trained model: later stages' shapes are checked when they start
+                    logger.debug("preflight stops at stage %d (%s): phase %s needs data", i, st.modality.name,
+                                 record.phase)
+                    return
 
     def _check_shape(self, model: Any, modality: str, where: str) -> None:
         if modality == "text" or not self.data.has(modality, "train"):

@@ -90,7 +90,7 @@ def test_three_phases_trainable_sets_frozen_originals_and_restored_routers(famil
     prefix = f"llm.model.layers.{layer}.mlp.extensions.0."
     assert {n for n in names if n.startswith("llm.")} == {prefix + s for s in (
         "gate_up_proj", "down_proj", "router", "calibration.w1.weight", "calibration.w2.weight")}
-    assert model.builtin_router_loss is False
+    assert model.uses_builtin_router_loss is False
     opt = torch.optim.AdamW(model.trainable_parameters().values(), lr=1e-2)
     model.train()
     for i in range(3):

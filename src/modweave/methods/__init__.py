@@ -41,6 +41,9 @@ class Method:
     name: ClassVar[str] = ""
     phases: ClassVar[tuple[str, ...]] = ("train",)
     settings_cls: ClassVar[type] = NoSettings
+    #: phases whose `end_phase` measures the trained model on held-out data: a check on the meta
+    #: device (the trainer's preflight, `modweave params`) cannot replay past them without weights
+    data_phases: ClassVar[tuple[str, ...]] = ()
     #: legacy form of `settings_cls`: a mapping of setting -> default (unknown keys refused, no types)
     defaults: ClassVar[dict[str, Any] | None] = None
 

@@ -61,6 +61,7 @@ def original_routers(model: "XModalLM") -> dict[int, nn.Parameter]:
 class MoExtend(Method):
     name = "moextend"
     phases = ("align", "extender", "finetune")
+    data_phases = ("extender",)  # layer selection measures routing on held-out batches
     defaults = {"num_new_experts": 1, "routing": "open", "donor": "most_used", "layer_fraction": 0.5,
                 "num_layers": None, "layers": None, "donors": None, "connector": "mlp",
                 "projector_hidden": None, "projector_layers": 2, "calibration_hidden": 16}
@@ -87,7 +88,7 @@ class MoExtend(Method):
             model.new_path(spec, connector=spec.name)
             return
         enc_name, enc = model.get_encoder(spec)  # built first: the projector's input width is its width
-        with torch.device(model._param_device()):
+        with torch.device(model.param_device):
             model.connectors[spec.name] = MLPProjector(enc.output_width, model.llm_width,
                                                        settings["projector_hidden"], settings["projector_layers"])
         model.new_path(dataclasses.replace(spec, encoder=enc_name), connector=spec.name, input_norm=False)
@@ -107,7 +108,8 @@ class MoExtend(Method):
     def start_phase(self, model: "XModalLM", modality: str, phase: str, settings: dict[str, Any],
                     state: dict[str, Any]) -> None:
         if phase == "extender":  # the tuned routers are thrown away in end_phase
-            model._moextend_router_snapshot = {k: w.detach().clone() for k, w in original_routers(model).items()}
+            model.scratch(self.name)["router_snapshot"] = {k: w.detach().clone()
+                                                           for k, w in original_routers(model).items()}
         elif phase == "finetune":
             self._extend(model, modality, settings, state)
 
@@ -147,15 +149,18 @@ class MoExtend(Method):
 
     # ------------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _restore_routers(model: "XModalLM") -> None:
-        snapshot = getattr(model, "_moextend_router_snapshot", None)
+    def close_replayed_phase(self, model: "XModalLM", modality: str, phase: str, settings: dict[str, Any],
+                             state: dict[str, Any]) -> None:
+        if phase == "extender":  # a reloaded extender phase: its routers were never tuned; drop the copy
+            model.scratch(self.name).pop("router_snapshot", None)
+
+    def _restore_routers(self, model: "XModalLM") -> None:
+        snapshot = model.scratch(self.name).pop("router_snapshot", None)
         if snapshot is None:
             raise RuntimeError("moextend: no router snapshot (extender phase not started)")
         with torch.no_grad():
             for layer, weight in original_routers(model).items():
                 weight.copy_(snapshot[layer])
-        del model._moextend_router_snapshot
 
     @staticmethod
     def _extend(model: "XModalLM", modality: str, settings: dict[str, Any], state: dict[str, Any]) -> None:
@@ -167,6 +172,6 @@ class MoExtend(Method):
             donors = [int(d) for d in state["donors"][str(layer)]]
             block = extend_layer(model.llm, int(layer), context=model.context)
             block.add_extension(donors, modality, exclusive, int(settings["calibration_hidden"]))
-        model.builtin_router_loss = False  # the built-in aux loss assumes one expert count per layer
-        if not any(getattr(fn, "_moextend", False) for fn in model.aux_loss_fns):
-            model.aux_loss_fns.append(BalanceLoss(model.llm))  # every MoE layer, padding masked
+        # the built-in aux loss assumes one expert count per layer: every MoE layer's term, padding masked
+        if not model.has_aux_loss("moextend-balance"):  # one instance: it hooks every router
+            model.add_aux_loss("moextend-balance", BalanceLoss(model.llm), replaces_router_loss=True)

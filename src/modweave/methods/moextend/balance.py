@@ -50,12 +50,11 @@ def balance_term(p: torch.Tensor, top_idx: torch.Tensor, mask: torch.Tensor | No
 
 
 class BalanceLoss:
-    """`model.aux_loss_fns` entry: `()` -> the balance loss of the last training forward (None in eval).
+    """The model's aux loss `moextend-balance` (`model.add_aux_loss`): `()` -> the balance loss of the
+    last training forward (None in eval).
 
     Hooks every MoE layer's router (once per layer; the router module keeps its identity when the
     layer is extended later) and the LLM's forward (for the attention mask)."""
-
-    _moextend = True  # marks the one instance a model holds
 
     def __init__(self, llm: nn.Module):
         self.llm = llm
