@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import RunConfig, apply_overrides, load_yaml, run_config
+from .methods import get_method
 from .utils import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
@@ -68,8 +69,9 @@ def method_config(base: RunConfig, method: str) -> RunConfig:
         st.method = method
         st.settings = {**extra["settings"], **st.settings}
         st.train = {**extra["train"], **st.train}
-        if method == "moextend":  # its three phases share the stage's step budget
-            st.train.setdefault("steps", max(1, _steps(cfg) // 3))
+        phases = len(get_method(method).phases)
+        if phases > 1:  # a multi-phase method's phases share the stage's step budget
+            st.train.setdefault("steps", max(1, _steps(cfg) // phases))
     return cfg
 
 
