@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import statistics
@@ -181,11 +182,16 @@ def train(args) -> dict:
                            .replace("STEPS", str(args.steps)).replace("BASE", str(args.base_steps)))
             shutil.rmtree(run, ignore_errors=True)
             t = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "modweave.cli", "train", str(cfg), f"data.root={data}", "--out", str(run)],
-                           check=True, cwd=ROOT)
+            proc = subprocess.Popen([sys.executable, "-m", "modweave.cli", "train", str(cfg), f"data.root={data}",
+                                     "--out", str(run)], cwd=ROOT)
+            _, status, usage = os.wait4(proc.pid, 0)  # this run's own peak RSS
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            if proc.returncode:
+                raise SystemExit(f"modweave train {cfg} failed ({proc.returncode})")
             wall = time.perf_counter() - t
             report = json.loads((run / "report.json").read_text())
-            results["runs"][f"{method}-{length}"] = {"report": _accuracy(report), "wall_s": wall}
+            results["runs"][f"{method}-{length}"] = {"report": _accuracy(report), "wall_s": wall,
+                                                     "peak_rss_mb": usage.ru_maxrss / 1024}
             print(json.dumps({f"{method}-{length}": results["runs"][f"{method}-{length}"]}), flush=True)
     (out / "results.json").write_text(json.dumps(results, indent=1))
     print(json.dumps(results, indent=1))
@@ -193,12 +199,15 @@ def train(args) -> dict:
 
 
 def _accuracy(report: dict) -> dict:
-    """The report's final audio accuracy and per-stage step times, whatever else it holds."""
-    keep = {}
-    for key in ("final", "matrix", "methods", "stages", "timing"):
-        if key in report:
-            keep[key] = report[key]
-    return keep
+    """Per method: accuracy on held-out voices (audio), text kept, step time of the audio stage."""
+    out = {}
+    for method, entry in report.get("methods", {}).items():
+        mods = report["modalities"]
+        final = dict(zip(mods, entry["acc_matrix"][-1]))
+        out[method] = {"audio_heldout_voices": final.get("audio"), "text": final.get("text"),
+                       "forgetting": entry.get("forgetting"), "train_seconds": entry.get("train_seconds"),
+                       "trainable_params": entry.get("trainable_params", {}).get("audio")}
+    return out
 
 
 def main() -> None:
