@@ -13,7 +13,7 @@ What one GPU holds while a stage trains (no ZeRO/FSDP sharding; DDP replicates e
   activations (fp32) per frame; the frozen encoders run without grad and are not counted;
 - not counted: CUDA context and allocator fragmentation (add ~1-3 GiB), temporary buffers of fused
   kernels, data loader pinned memory.
-`s` (tokens per sample) = prompt tokens + frames x media tokens, or the phase's `max_length`.
+`s` (tokens per sample) = prompt tokens + frames x media tokens, or `--seq-len`.
 Inference: weights + KV cache `2 * layers * b * s * kv_heads * head_dim * bytes`.
 """
 
@@ -26,15 +26,10 @@ import torch
 from .config import RunConfig
 from .model import BASE_CONNECTOR, XModalLM
 from .stages import walk_phases
+from .training.config import TrainConfig, run_sections
 
 GiB = 1024 ** 3
 QUANT_BYTES = {None: None, "none": None, "8bit": 1.0, "4bit": 0.5}
-
-
-def _phase_train(stage_train: dict[str, Any], phase: str) -> dict[str, Any]:
-    """The trainer settings of one phase: the stage's, then its `phases.<phase>` overrides."""
-    flat = {k: v for k, v in stage_train.items() if not isinstance(v, dict)}
-    return {**flat, **((stage_train.get("phases") or {}).get(phase) or {})}
 
 
 def _llm_shape(model: XModalLM) -> dict[str, int]:
@@ -107,10 +102,12 @@ def estimate_memory(cfg: RunConfig, micro_batch: int | None = None, seq_len: int
     model = XModalLM.build(cfg.model, device="meta")
     rows: dict[str, dict[str, Any]] = {}
 
-    def row(name: str, train: dict[str, Any], frames: int, modality: str | None) -> None:
-        b = micro_batch or int(train.get("batch_size", 4))  # the trainer's batch_size is per process
+    sections = run_sections(cfg)  # the trainer's own settings per phase: batch sizes, defaults
+
+    def row(name: str, train: TrainConfig, frames: int, modality: str | None) -> None:
+        b = micro_batch or train.batch_size  # the trainer's batch_size is per process
         media = frames * _media_tokens(model, modality, media_tokens) if modality else 0
-        s = seq_len or int(train.get("max_length") or prompt_tokens + media)
+        s = seq_len or prompt_tokens + media
         w, o = _weights_bytes(model, quant), _optimizer_bytes(model)
         a = _activation_bytes(model, b, s, max(frames, 1), grad_checkpointing) if o else 0.0
         rows[name] = {"batch": b, "seq": s, "weights": w, "optimizer": o, "activations": a, "total": w + o + a}
@@ -118,14 +115,13 @@ def estimate_memory(cfg: RunConfig, micro_batch: int | None = None, seq_len: int
     if cfg.base_train is not None:
         model.set_base_trainable(**cfg.base_train)
         spec = cfg.model.base_modalities[0] if cfg.model.base_modalities else None
-        row("base", cfg.train, _frames(spec) if spec else 0, spec.name if spec else None)
+        row("base", sections.base, _frames(spec) if spec else 0, spec.name if spec else None)
     model.end_stage()
     last_seq = prompt_tokens
-    for st in cfg.stages:
+    for i, st in enumerate(cfg.stages):
         model.add_modality(st.modality, method=st.method, settings=st.settings)
         for record in walk_phases(model):
-            row(record.name, {**cfg.train, **_phase_train(st.train, record.phase)}, _frames(st.modality),
-                st.modality.name)
+            row(record.name, sections.stages[i][record.phase], _frames(st.modality), st.modality.name)
             last_seq = rows[record.name]["seq"]
     shape = _llm_shape(model)
     nbytes = next(model.llm.parameters()).element_size()

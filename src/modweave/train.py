@@ -28,7 +28,7 @@ from .report import method_entry
 from .runs import check_run_folder, claim_run_folder, first_difference
 from .stages import stage_names, walk_phases
 from .report import report_from_progress as build_report  # the name the demo imports from here
-from .training.config import DataConfig, EvalConfig, TrainConfig, parse_section, phase_train_configs, stage_train_config
+from .training.config import DataConfig, EvalConfig, TrainConfig, run_sections
 from .training.data import ConcatItems, RunData, batches, resolve_spec_loaders
 from .training.loop import SimulatedKill, TrainingError, train_phase
 from .training.state import clear_stage
@@ -60,15 +60,6 @@ def _seed_everything(*parts: int) -> None:
     torch.manual_seed(seed)
 
 
-def _phases(method: str, where: str) -> tuple[str, ...]:
-    from .methods import get_method
-
-    try:
-        return get_method(method).phases
-    except ValueError as err:
-        raise ConfigError(f"config key '{where}': {err}") from None
-
-
 def hash_seed(parts: tuple[int, ...]) -> int:
     """One seed from (run seed, stage, phase, ...): each stage's randomness is its own."""
     seed = 0
@@ -96,13 +87,12 @@ class ContinualTrainer:
         self.parent_specs: list[Any] = []  # the parent's stage paths (their loader settings)
         if self.parent is not None:
             self._adopt_parent()
-        self.train_cfg: TrainConfig = parse_section(TrainConfig, cfg.train, "train")
-        self.data_cfg: DataConfig = parse_section(DataConfig, cfg.data, "data")
-        self.eval_cfg: EvalConfig = parse_section(EvalConfig, cfg.eval, "eval")
-        self.stage_cfgs = [phase_train_configs(self.train_cfg, s.train, _phases(s.method, f"stages[{i}].method"),
-                                               f"stages[{i}].train")
-                           for i, s in enumerate(cfg.stages)]
-        self.base_cfg = stage_train_config(self.train_cfg, self.train_cfg.base, "train.base")
+        sections = run_sections(cfg)  # typed, checked once (methods, settings, phases included)
+        self.train_cfg: TrainConfig = sections.train
+        self.data_cfg: DataConfig = sections.data
+        self.eval_cfg: EvalConfig = sections.eval
+        self.stage_cfgs = sections.stages
+        self.base_cfg = sections.base
         resolve_spec_loaders(cfg)
         self.data = RunData(cfg, self.data_cfg, self.parent_specs)
         self.base_modalities = self._base_modalities()
@@ -164,17 +154,7 @@ class ContinualTrainer:
         from .methods import get_method
         from .model import XModalLM
 
-        for i, st in enumerate(self.cfg.stages):
-            try:
-                impl = get_method(st.method)
-            except ValueError as err:
-                raise ConfigError(f"config key 'stages[{i}].method': {err}") from None
-            try:
-                impl.check_settings(dict(st.settings), where=f"stages[{i}].settings")
-            except ConfigError:
-                raise  # it names the key already
-            except ValueError as err:
-                raise ConfigError(f"config key 'stages[{i}].settings': {err}") from None
+        # methods, their settings and phases were checked with the sections (run_sections)
         if self.cfg.base_train is not None:
             for m in self.base_modalities:
                 self.data.train(m)  # raises ConfigError naming data.train when missing
