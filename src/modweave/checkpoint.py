@@ -32,7 +32,7 @@ from .checkpoint_manifest import (FORMAT, MANIFEST, CheckpointError, contained, 
                                   stage_folders, stage_records)
 from .checkpoint_refs import (birth_stage, external_modules, module_keys, referenced_keys, sha256_file, source_record,
                               verify_source)
-from .checkpoint_target import ORIGIN, saved_in, target_parent
+from .checkpoint_target import saved_in, target_parent
 from .config import to_dict
 from .utils import atomic_path, atomic_write_bytes
 
@@ -345,8 +345,8 @@ def load_pretrained(save_dir: Path, upto: str | None = None, device: str | torch
         model.end_stage(replayed=True)  # as when the stage was written: after it closed
         _adopt_copied(model, _load_stage_file(model, folders[i], i, rec, mpath, verify))
     model.eval()
-    object.__setattr__(model, ORIGIN, {"dir": str(save_dir.resolve()), "stages": len(records),
-                                       "manifest_sha256": _sha256(mpath)})
+    model.checkpoint_origin = {"dir": str(save_dir.resolve()), "stages": len(records),
+                               "manifest_sha256": _sha256(mpath)}
     saved_in(model, save_dir).update({i: (r.file, r.sha256) for i, r in enumerate(records)})
     if device is not None:
         model.to(device)

@@ -18,8 +18,6 @@ from .checkpoint_manifest import MANIFEST, CheckpointError, read_manifest
 if TYPE_CHECKING:
     from .model import XModalLM
 
-ORIGIN = "_modweave_checkpoint"  # set on a loaded model: {"dir", "stages", "manifest_sha256"}
-SAVED = "_modweave_saved"  # {resolved folder: {stage index: (file, sha256)}}: what this model holds where
 
 
 def _is_library_file(name: str) -> bool:
@@ -31,8 +29,7 @@ def _is_library_file(name: str) -> bool:
 def saved_in(model: "XModalLM", folder: Path) -> dict[int, tuple[str, str]]:
     """What `model` holds in checkpoint `folder`: stage index -> (file, sha256), as this model object
     loaded or wrote it there (a copy written elsewhere changes the records, not this folder's entries)."""
-    table = model.__dict__.setdefault(SAVED, {})
-    return table.setdefault(str(Path(folder).resolve()), {})
+    return model.saved_stage_files.setdefault(str(Path(folder).resolve()), {})
 
 
 def target_parent(model: "XModalLM", save_dir: Path) -> dict[str, Any] | None:
@@ -70,7 +67,7 @@ def target_parent(model: "XModalLM", save_dir: Path) -> dict[str, Any] | None:
             raise CheckpointError(f"refusing to write into {save_dir}: it is not empty and not a modweave checkpoint "
                                   f"(it holds {foreign[0]!r}); save into a new or empty folder")
     mine.clear()  # nothing of this model is there (a folder emptied since, or a killed first write)
-    origin = getattr(model, ORIGIN, None)
+    origin = model.checkpoint_origin
     if not origin or Path(origin["dir"]) == save_dir.resolve() or not (Path(origin["dir"]) / MANIFEST).is_file():
         return None
     home = saved_in(model, Path(origin["dir"]))

@@ -60,6 +60,10 @@ class XModalLM(nn.Module):
         self._aux_losses: dict[str, Any] = {}  # key -> callable () -> Tensor | None, added to the loss
         self._builtin_router_loss = is_moe(llm) and getattr(llm.config, "router_aux_loss_coef", 0.0) > 0
         self._scratch: dict[str, dict[str, Any]] = {}  # per-method state held while a phase trains
+        # kept by checkpoint.py, never saved: the checkpoint this model was loaded from
+        # ({"dir", "stages", "manifest_sha256"}) and, per folder, the stage files it loaded or wrote there
+        self.checkpoint_origin: dict[str, Any] | None = None
+        self.saved_stage_files: dict[str, dict[int, tuple[str, str]]] = {}
         self._cue_cache: dict[str, torch.Tensor] = {}
         self._stage_keys: list[set[str]] = []  # state keys created in each stage (what its file holds)
         self._stage_open = True
