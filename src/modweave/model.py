@@ -483,17 +483,21 @@ class XModalLM(nn.Module):
     # ------------------------------------------------------------------------------------------
     # persistence (checkpoint.py holds the format)
 
-    def save_pretrained(self, save_dir: str | Path) -> Path:
+    def save_pretrained(self, save_dir: str | Path, copy_parent: bool = False) -> Path:
+        """Write every stage not yet written (safetensors + manifest.json). A model loaded from another
+        checkpoint references that checkpoint's stages unless `copy_parent=True` (a standalone copy)."""
         from .checkpoint import save_pretrained
 
-        return save_pretrained(self, Path(save_dir))
+        return save_pretrained(self, Path(save_dir), copy_parent=copy_parent)
 
     @classmethod
     def from_pretrained(cls, save_dir: str | Path, upto: str | None = None,
-                        device: str | torch.device | None = None) -> "XModalLM":
+                        device: str | torch.device | None = None, verify: bool = True) -> "XModalLM":
+        """The model saved in `save_dir` as it was after stage or modality `upto` (default: the last).
+        `verify=False` skips the stage checksums and accepts changed referenced sources (warning)."""
         from .checkpoint import load_pretrained
 
-        return load_pretrained(Path(save_dir), upto=upto, device=device)
+        return load_pretrained(Path(save_dir), upto=upto, device=device, verify=verify)
 
     def collator(self, train: bool = True, **kwargs: Any):
         """A collator for this model's tokenizer and prompt layout."""
