@@ -15,14 +15,26 @@ from ..config import EncoderConfig
 
 EncoderBuilder = Callable[[EncoderConfig], nn.Module]
 _REGISTRY: dict[str, EncoderBuilder] = {}
+_OPTIONS: dict[str, type | None] = {}
 
 
-def register_encoder(kind: str) -> Callable[[EncoderBuilder], EncoderBuilder]:
+def register_encoder(kind: str, options: type | None = None) -> Callable[[EncoderBuilder], EncoderBuilder]:
+    """Register a builder for `kind`; `options`: the dataclass its `cfg.options` must follow (None: any)."""
+
     def deco(fn: EncoderBuilder) -> EncoderBuilder:
         _REGISTRY[kind] = fn
+        _OPTIONS[kind] = options
         return fn
 
     return deco
+
+
+def encoder_options(kind: str) -> type | None:
+    """The options dataclass of encoder `kind` (None: not declared); ValueError for an unknown kind."""
+    _load_builtin()
+    if kind not in _REGISTRY:
+        raise ValueError(f"unknown encoder kind '{kind}' (known: {', '.join(sorted(_REGISTRY))})")
+    return _OPTIONS.get(kind)
 
 
 def list_encoders() -> list[str]:
@@ -35,6 +47,10 @@ def build_encoder(cfg: EncoderConfig) -> nn.Module:
     _load_builtin()
     if cfg.kind not in _REGISTRY:
         raise ValueError(f"unknown encoder kind '{cfg.kind}' (known: {', '.join(sorted(_REGISTRY))})")
+    if _OPTIONS.get(cfg.kind) is not None:  # the same check the config runs at parse time
+        from ..fields import check_fields
+
+        check_fields(_OPTIONS[cfg.kind], cfg.options or {}, f"encoder.options ({cfg.kind})")
     enc = _REGISTRY[cfg.kind](cfg)
     for p in enc.parameters():
         p.requires_grad_(False)

@@ -241,7 +241,7 @@ def load_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str) 
     module.load_state_dict(state, strict=True)
 
 
-@register_encoder("beats")
+@register_encoder("beats", BEATsConfig)
 def build_beats(cfg: EncoderConfig) -> BEATsEncoder:
     """`name_or_path`: a BEATs `.pt` checkpoint; without one, a random encoder whose architecture is
     `options` (BEATsConfig fields; tests and parameter counts)."""

@@ -30,6 +30,7 @@ from ..config import EncoderConfig
 from ..llm import torch_dtype
 from ..utils import seeded
 from . import register_encoder
+from .options import HFVisionOptions
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ def _vision_classes() -> dict[str, type]:
             "instructblip_vision_model": InstructBlipVisionModel}  # EVA ViT-g of InstructBLIP
 
 
-@register_encoder("hf-vision")
+@register_encoder("hf-vision", HFVisionOptions)
 def build_hf_vision(cfg: EncoderConfig) -> HFVisionEncoder:
     """Options: `select_layer` (-1), `drop_cls` (False), `image_size`, `image_mean`, `image_std`
     (default: the checkpoint's image processor, else CLIP's; SigLIP's 0.5/0.5), `dtype`."""

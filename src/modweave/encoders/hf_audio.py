@@ -26,6 +26,7 @@ from torch.nn import functional as F
 from ..config import EncoderConfig
 from . import register_encoder
 from .hf import load_hf_module
+from .options import ASTOptions, WhisperOptions
 
 AST_MEAN, AST_STD = -4.2677393, 4.5689974  # AudioSet fbank statistics AST was trained with
 LN10 = math.log(10.0)
@@ -110,7 +111,7 @@ class WhisperAudioEncoder(nn.Module):
         return enc.layer_norm(h)
 
 
-@register_encoder("hf-whisper")
+@register_encoder("hf-whisper", WhisperOptions)
 def build_hf_whisper(cfg: EncoderConfig) -> WhisperAudioEncoder:
     """A Whisper checkpoint (full model or encoder config, or `ct2:<dir or package>` for a CTranslate2
     model); only its encoder is kept. Options: `features` (kaldi | whisper), `length` (padded | native), `dtype`."""
@@ -179,7 +180,7 @@ class ASTAudioEncoder(nn.Module):
         return h[:, 2:] if self.drop_cls else h
 
 
-@register_encoder("hf-ast")
+@register_encoder("hf-ast", ASTOptions)
 def build_hf_ast(cfg: EncoderConfig) -> ASTAudioEncoder:
     """An AST checkpoint. Options: `features` (kaldi | ast; `ast` normalises with the checkpoint's
     extractor statistics), `drop_cls`, `dtype`."""

@@ -198,7 +198,7 @@ def config_from_state(state: dict[str, torch.Tensor], base: PointBERTConfig) -> 
                            depth=depth, num_heads=base.num_heads, projection_dim=None if proj is None else proj.shape[1])
 
 
-@register_encoder("pointbert")
+@register_encoder("pointbert", PointBERTConfig)
 def build_pointbert(cfg: EncoderConfig) -> PointBERTEncoder:
     """`name_or_path`: a ULIP-2 PointBERT `.pt` checkpoint; without one, random weights with the
     architecture in `options` (PointBERTConfig fields)."""

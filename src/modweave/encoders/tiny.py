@@ -14,6 +14,7 @@ from torch import nn
 from ..config import EncoderConfig
 from ..utils import seeded
 from . import register_encoder
+from .options import TinyAudioOptions, TinyImageOptions, TinyPointsOptions
 
 
 def _trunk(width: int, layers: int, heads: int) -> nn.Module:
@@ -108,7 +109,7 @@ class PointNetEncoder(nn.Module):
         return self.norm(pooled)
 
 
-@register_encoder("tiny-image")
+@register_encoder("tiny-image", TinyImageOptions)
 def _tiny_image(cfg: EncoderConfig) -> nn.Module:
     o = cfg.options
     with seeded(cfg.seed):
@@ -116,7 +117,7 @@ def _tiny_image(cfg: EncoderConfig) -> nn.Module:
                                  o.get("heads", 4), o.get("channels", 3))
 
 
-@register_encoder("tiny-audio")
+@register_encoder("tiny-audio", TinyAudioOptions)
 def _tiny_audio(cfg: EncoderConfig) -> nn.Module:
     o = cfg.options
     with seeded(cfg.seed):
@@ -124,7 +125,7 @@ def _tiny_audio(cfg: EncoderConfig) -> nn.Module:
                                       cfg.width, o.get("layers", 1), o.get("heads", 4))
 
 
-@register_encoder("tiny-points")
+@register_encoder("tiny-points", TinyPointsOptions)
 def _tiny_points(cfg: EncoderConfig) -> nn.Module:
     o = cfg.options
     with seeded(cfg.seed):
