@@ -85,3 +85,12 @@ def test_a_different_budget_in_the_same_folder_is_refused(tmp_path, capsys):
     _claim(tmp_path, {"seed": 0, "quick": True, "overrides": []})  # same budget: resumes
     assert main(["demo", "--out", str(tmp_path)]) == 2
     assert "use another --out" in capsys.readouterr().err
+
+
+def test_demo_data_seed_comes_from_seed_flag(tmp_path, capsys):
+    from modweave.cli import main
+
+    assert main(["demo", "--quick", "--out", str(tmp_path / "d"), "data.digits.seed=3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "data.digits.seed" in err[0] and "--seed" in err[0]
+    assert not (tmp_path / "d").exists()

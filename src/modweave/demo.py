@@ -52,12 +52,8 @@ def demo_config(overrides: list[str] | None = None, quick: bool = False, seed: i
         data = load_yaml(path)
     data.pop("_dir", None)
     data["seed"] = seed
-    cfg = run_config(apply_overrides(data, (QUICK if quick else []) + list(overrides or [])))
-    from .training.config import DataConfig, EvalConfig, TrainConfig, parse_section
-
-    for cls, key in ((TrainConfig, "train"), (DataConfig, "data"), (EvalConfig, "eval")):
-        parse_section(cls, getattr(cfg, key), key)  # a bad key fails now, not after writing the data
-    return cfg
+    # run_config checks every section (a bad key fails now, not after writing the data)
+    return run_config(apply_overrides(data, (QUICK if quick else []) + list(overrides or [])))
 
 
 def method_config(base: RunConfig, method: str) -> RunConfig:
@@ -107,13 +103,17 @@ def run_demo(out: str | Path = "runs/demo", methods: list[str] | None = None, qu
         raise ValueError(f"unknown method '{unknown[0]}' (known: {', '.join(list_methods())})")
     out = Path(out)
     cfg = demo_config(overrides, quick, seed)
+    digits = dict(cfg.data.get("digits") or {})
+    if digits.get("seed", seed) != seed:
+        raise ValueError(f"config key 'data.digits.seed': the demo writes MCL-Digits with --seed ({seed}); "
+                         "pass --seed instead")
     _claim(out, {"seed": seed, "quick": quick, "overrides": list(overrides or [])})
     t_start = time.perf_counter()
 
     data_root = out / "data"
     if not (data_root / "meta.json").exists():
         logger.info("writing MCL-Digits to %s", data_root)
-        write_digits(data_root, seed=seed, progress=True, **(cfg.data.get("digits") or {}))
+        write_digits(data_root, **{**digits, "seed": seed, "progress": True})
     meta = json.loads((data_root / "meta.json").read_text())
     if meta.get("seed") != seed:
         raise ValueError(f"{data_root} holds MCL-Digits of seed {meta.get('seed')}, not {seed}: use another --out")
