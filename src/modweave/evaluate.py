@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from .metrics import cider_d, corpus_bleu, corpus_rouge_l, exact_match
+from .training.config import EvalConfig
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,8 @@ def score_task(task: str, predictions: Sequence[str], references: Sequence[str])
 
 
 @torch.no_grad()
-def evaluate_items(model: Any, items: Sequence[dict], *, batch_size: int = 32, max_new_tokens: int = 4,
+def evaluate_items(model: Any, items: Sequence[dict], *, batch_size: int = EvalConfig.batch_size,
+                   max_new_tokens: int = EvalConfig.max_new_tokens,
                    num_beams: int = 1, qa_mode: str = "generate", keep_predictions: bool = False) -> dict[str, Any]:
     """Scores by modality and task: `{modality: {"score", "n", "tasks": {task: {metric: value, "n"}}}}`
     (plus `"predictions"` per task with `keep_predictions`)."""

@@ -32,6 +32,8 @@ from .utils import seeded
 logger = logging.getLogger(__name__)
 
 BASE_CONNECTOR = "base"
+# free-form answers (`generate`); evaluation's one-word answers use EvalConfig.max_new_tokens
+GENERATE_MAX_NEW_TOKENS = 16
 
 
 @dataclass
@@ -463,7 +465,7 @@ class XModalLM(nn.Module):
         return XModalOutput(loss=total, logits=out.logits, aux_loss=aux)
 
     @torch.no_grad()
-    def generate(self, batch: dict[str, Any], max_new_tokens: int = 10, num_beams: int = 1,
+    def generate(self, batch: dict[str, Any], max_new_tokens: int = GENERATE_MAX_NEW_TOKENS, num_beams: int = 1,
                  **kwargs: Any) -> list[str]:
         """Answer strings for a batch built by an inference collator (no answers in it)."""
         embeds, attn, _ = self.embed_batch({**batch, "labels": None}, padding_side="left")

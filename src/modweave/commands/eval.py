@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..training.config import EvalConfig
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="score a checkpoint on an annotation file, per modality and task")
@@ -12,7 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--root", help="folder media paths are relative to (default: the annotation file's folder)")
     p.add_argument("--upto", help="evaluate the model as it was after this stage/modality")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-new-tokens", type=int, default=8)
+    p.add_argument("--max-new-tokens", type=int, default=EvalConfig.max_new_tokens,
+                   help=f"tokens to generate per answer (default {EvalConfig.max_new_tokens}, as in training's eval)")
     p.add_argument("--num-beams", type=int, default=1)
     p.add_argument("--qa-mode", choices=("generate", "rank"), default="generate",
                    help="qa: exact match of the generated answer, or of the best-ranked candidate")

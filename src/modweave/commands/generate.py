@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..model import GENERATE_MAX_NEW_TOKENS
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="answer one question about one media file")
@@ -12,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--media", help="the media file (loaded with the path's recorded loader settings)")
     p.add_argument("--prompt", required=True, help="the question/instruction")
     p.add_argument("--num-beams", type=int, default=1, help="also answer with beam search of this width (>1)")
-    p.add_argument("--max-new-tokens", type=int, default=16)
+    p.add_argument("--max-new-tokens", type=int, default=GENERATE_MAX_NEW_TOKENS)
     p.add_argument("--upto", help="use the model as it was after this stage/modality")
     p.add_argument("--no-verify", action="store_true",
                    help="skip the stage files' checksums and accept changed sources of referenced modules (warned)")
@@ -29,7 +31,7 @@ def check_request(modality: str, media_path: str | None, num_beams: int, max_new
                          "(drop --media, or name the media's modality)")
 
 
-def answer(model, modality: str, media_path: str | None, prompt: str, max_new_tokens: int = 16,
+def answer(model, modality: str, media_path: str | None, prompt: str, max_new_tokens: int = GENERATE_MAX_NEW_TOKENS,
            num_beams: int = 1) -> dict[str, str]:
     """{"greedy": ..., "beam": ... (num_beams > 1)} for one question."""
     from pathlib import Path
