@@ -14,7 +14,7 @@ import torch
 
 from modweave.config import ConfigError, load_run_config
 from modweave.model import XModalLM
-from modweave.train import ContinualTrainer, SimulatedKill, TrainingError, run_training
+from modweave.train import ContinualTrainer, TrainingError, run_training
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "test-train.yaml"
 FAST = ["eval.enabled=false", "train.checkpoint_every=2"]
@@ -81,14 +81,34 @@ def test_a_second_run_into_the_same_folder_needs_resume(trained_run):
         run_training(_cfg(root), out)
 
 
-@pytest.mark.parametrize("kill", [{"kill_after_steps": 7}, {"kill_after_stages": 2}, {"kill_after_steps": 9}],
+class SimulatedKill(BaseException):
+    """Imitates a killed process at a chosen moment (not an Exception: nothing may catch it)."""
+
+
+class KillAfter:
+    """A trainer callback that 'kills' the run after `steps` optimizer steps or `stages` saved stages."""
+
+    def __init__(self, steps: int | None = None, stages: int | None = None):
+        self.steps, self.stages, self.stages_done = steps, stages, 0
+
+    def on_step(self, trainer) -> None:
+        if self.steps is not None and trainer.steps_done >= self.steps:
+            raise SimulatedKill(f"after {trainer.steps_done} steps")
+
+    def on_stage_end(self, trainer, name: str) -> None:
+        self.stages_done += 1
+        if self.stages is not None and self.stages_done >= self.stages:
+            raise SimulatedKill(f"after stage {name}")
+
+
+@pytest.mark.parametrize("kill", [{"steps": 7}, {"stages": 2}, {"steps": 9}],
                          ids=["mid-video-stage", "after-video-end_stage", "mid-audio-stage"])
 def test_resume_after_kill_is_bit_identical(digits_root, tmp_path, kill):
     # base 4 steps (checkpoints at 2), video 3 (at 2), audio 3 (at 2): step 7 = video step 3, step 9 = audio 2
     ref, cut = tmp_path / "ref", tmp_path / "cut"
     run_training(_cfg(digits_root, *FAST), ref)
     with pytest.raises(SimulatedKill):
-        run_training(_cfg(digits_root, *FAST), cut, **kill)
+        run_training(_cfg(digits_root, *FAST), cut, callbacks=[KillAfter(**kill)])
     base_file = cut / "checkpoint" / "stage-00-base.safetensors"
     before = (base_file.stat().st_mtime_ns, base_file.read_bytes())
     run_training(_cfg(digits_root, *FAST), cut, resume=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +31,13 @@ from .stages import stage_names, walk_phases
 from .report import report_from_progress as build_report  # the name the demo imports from here
 from .training.config import DataConfig, EvalConfig, TrainConfig, run_sections
 from .training.data import ConcatItems, RunData, batches, resolve_spec_loaders
-from .training.loop import SimulatedKill, TrainingError, train_phase
+from .training.loop import TrainingError, train_phase
 from .training.state import clear_stage
 from .utils import atomic_write_bytes, count_params
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ContinualTrainer", "TrainingError", "SimulatedKill", "run_training", "method_label", "method_entry",
+__all__ = ["ContinualTrainer", "TrainingError", "run_training", "method_label", "method_entry",
            "build_report"]
 
 CHECKPOINT = "checkpoint"
@@ -69,12 +70,12 @@ def hash_seed(parts: tuple[int, ...]) -> int:
 
 
 class ContinualTrainer:
-    """Runs a `RunConfig` into `out_dir`. `kill_after_steps` (tests): raise `SimulatedKill` after that
-    many optimizer steps in this process, imitating a kill at that moment."""
+    """Runs a `RunConfig` into `out_dir`. `callbacks`: objects with any of `on_step(trainer)` (after each
+    optimizer step and its checkpoint) and `on_stage_end(trainer, stage_name)` (after a stage is saved),
+    e.g. to stop a run at a given moment."""
 
     def __init__(self, cfg: RunConfig, out_dir: str | Path, resume: bool = False, accelerator: Any = None,
-                 kill_after_steps: int | None = None, kill_after_stages: int | None = None,
-                 force_config: bool = False, parent: str | Path | None = None):
+                 force_config: bool = False, parent: str | Path | None = None, callbacks: Sequence[Any] = ()):
         self.cfg = cfg
         self.out = Path(out_dir)
         self.resume = resume
@@ -101,9 +102,8 @@ class ContinualTrainer:
         self.learned_at = [0 if m in self.base_modalities else (stage_mods.index(m) + 1 if m in stage_mods else None)
                            for m in self.columns]
         self.accelerator = accelerator
-        self._kill_after_steps = kill_after_steps
-        self._kill_after_stages = kill_after_stages
-        self._steps_done = self._stages_done = 0
+        self.callbacks = list(callbacks)
+        self.steps_done = 0  # optimizer steps taken by this process
         self.model: Any = None
         self.progress: dict[str, Any] = {}
 
@@ -360,9 +360,10 @@ class ContinualTrainer:
         return lambda values, step: acc.log(values, step=step)
 
     def _on_step(self) -> None:
-        self._steps_done += 1
-        if self._kill_after_steps is not None and self._steps_done >= self._kill_after_steps:
-            raise SimulatedKill(f"simulated kill after {self._steps_done} steps")
+        self.steps_done += 1
+        for cb in self.callbacks:
+            if hasattr(cb, "on_step"):
+                cb.on_step(self)
 
     def _end_stage(self, name: str, heldout: list | None) -> None:
         acc = self.accelerator
@@ -371,9 +372,9 @@ class ContinualTrainer:
         acc.wait_for_everyone()
         if acc.is_main_process:
             clear_stage(self.out, name)
-        self._stages_done += 1
-        if self._kill_after_stages is not None and self._stages_done >= self._kill_after_stages:
-            raise SimulatedKill(f"simulated kill after {self._stages_done} stages")
+        for cb in self.callbacks:
+            if hasattr(cb, "on_stage_end"):
+                cb.on_stage_end(self, name)
 
     def _run_base(self, finished: list[str]) -> None:
         if "base" in finished:

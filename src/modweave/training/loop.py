@@ -28,10 +28,6 @@ class TrainingError(RuntimeError):
     """Training cannot go on (e.g. a non-finite loss); the message names the stage and step."""
 
 
-class SimulatedKill(BaseException):
-    """Raised by the test hook `kill_after_steps` to imitate a killed process (not an Exception)."""
-
-
 def _gradient_checkpointing(model: Any, on: bool) -> None:
     """Activation checkpointing on the LLM (transformers' own switch; v5 renamed it) and on every
     connector (through the connector interface)."""
