@@ -373,12 +373,26 @@ class XModalLM(nn.Module):
         mask = batch["attention_mask"].to(self.device)
         labels = batch.get("labels")
         labels = labels.to(self.device) if labels is not None else None
+        tok = self.llm.get_input_embeddings()(input_ids.clamp(min=0))
+        media_tokens = self._encode_media(batch, tok.dtype)
+        seqs, labs = [], []
+        for i in range(len(batch["modalities"])):
+            n = int(mask[i].sum())
+            left = padding_side != "right" and not mask[i, 0]  # a left-padded row: its tokens are the last n
+            part = slice(-n, None) if left else slice(0, n)
+            emb, lab = self._splice(i, batch["modalities"][i], input_ids[i, part], tok[i, part],
+                                    None if labels is None else labels[i, :n], media_tokens.get(i))
+            seqs.append(emb)
+            labs.append(lab)
+        return self._pad(seqs, labs, mask, labels, padding_side, batch.get("ids"))
+
+    def _encode_media(self, batch: dict[str, Any], dtype: torch.dtype) -> dict[int, torch.Tensor]:
+        """Grouping + encoding: one connector call per modality present; returns each sample's cue +
+        modality tokens `[C + F*Q, d]` by row."""
         modalities = batch["modalities"]
         media = batch.get("media") or [None] * len(modalities)
-        tok = self.llm.get_input_embeddings()(input_ids.clamp(min=0))
-
-        # encode media grouped by modality (one connector call per modality present)
-        spliced: dict[int, torch.Tensor] = {}
+        q_ids, q_mask = batch.get("qformer_input_ids"), batch.get("qformer_attention_mask")
+        out: dict[int, torch.Tensor] = {}
         for m in dict.fromkeys(modalities):
             rows = [i for i, mm in enumerate(modalities) if mm == m and media[i] is not None]
             if not rows:
@@ -386,45 +400,47 @@ class XModalLM(nn.Module):
             shapes = {tuple(media[i].shape) for i in rows}
             if len(shapes) > 1:
                 raise ValueError(f"modality '{m}': media shapes differ inside one batch: {sorted(shapes)}")
-            stacked = torch.stack([media[i] for i in rows])
-            q_ids = batch.get("qformer_input_ids")
-            q_mask = batch.get("qformer_attention_mask")
             sel = torch.tensor(rows)
-            out = self.encode(m, stacked, q_ids[sel].to(self.device) if q_ids is not None else None,
-                              q_mask[sel].to(self.device) if q_mask is not None else None)
+            tokens = self.encode(m, torch.stack([media[i] for i in rows]),
+                                 q_ids[sel].to(self.device) if q_ids is not None else None,
+                                 q_mask[sel].to(self.device) if q_mask is not None else None)
             cue = self.cue_embeddings(m)
             for j, i in enumerate(rows):
-                spliced[i] = torch.cat([cue, out[j].to(tok.dtype)], dim=0)
+                out[i] = torch.cat([cue, tokens[j].to(dtype)], dim=0)
+        return out
 
-        seqs, labs = [], []
-        for i in range(len(modalities)):
-            n = int(mask[i].sum())
-            ids_i = input_ids[i, :n] if padding_side == "right" or mask[i, 0] else input_ids[i, -n:]
-            emb_i = tok[i, :n] if padding_side == "right" or mask[i, 0] else tok[i, -n:]
-            lab_i = None if labels is None else labels[i, :n]
-            pos = (ids_i == MEDIA_TOKEN_ID).nonzero()
-            if len(pos) > 1:
-                raise ValueError(f"sample {i}: more than one media placeholder")
-            if len(pos) == 1:
-                if i not in spliced:
-                    raise ValueError(f"sample {i} ({modalities[i]}) has a media placeholder but no media")
-                p = int(pos[0])
-                emb_i = torch.cat([emb_i[:p], spliced[i], emb_i[p + 1:]])
-                if lab_i is not None:
-                    fill = lab_i.new_full((spliced[i].shape[0],), IGNORE_INDEX)
-                    lab_i = torch.cat([lab_i[:p], fill, lab_i[p + 1:]])
-            elif i in spliced:
-                raise ValueError(f"sample {i} ({modalities[i]}) has media but no placeholder in its prompt")
-            seqs.append(emb_i)
-            labs.append(lab_i)
+    @staticmethod
+    def _splice(i: int, modality: str, ids: torch.Tensor, emb: torch.Tensor, lab: torch.Tensor | None,
+                media: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Splicing: one row's token embeddings `[n, d]` with its media tokens in place of the
+        placeholder (labels there are ignored)."""
+        pos = (ids == MEDIA_TOKEN_ID).nonzero()
+        if len(pos) > 1:
+            raise ValueError(f"sample {i}: more than one media placeholder")
+        if len(pos) == 0:
+            if media is not None:
+                raise ValueError(f"sample {i} ({modality}) has media but no placeholder in its prompt")
+            return emb, lab
+        if media is None:
+            raise ValueError(f"sample {i} ({modality}) has a media placeholder but no media")
+        p = int(pos[0])
+        emb = torch.cat([emb[:p], media, emb[p + 1:]])
+        if lab is not None:
+            lab = torch.cat([lab[:p], lab.new_full((media.shape[0],), IGNORE_INDEX), lab[p + 1:]])
+        return emb, lab
 
+    def _pad(self, seqs: list[torch.Tensor], labs: list[torch.Tensor | None], mask: torch.Tensor,
+             labels: torch.Tensor | None, padding_side: str, ids: list | None
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Rows of different lengths -> one padded batch (refusing rows past the LLM's context)."""
         max_len = max(s.shape[0] for s in seqs)
         limit = getattr(self.llm.config.get_text_config(), "max_position_embeddings", None)
         if limit is not None and max_len > limit:
             worst = max(range(len(seqs)), key=lambda k: seqs[k].shape[0])
-            ident = batch.get("ids", [None] * len(seqs))[worst] or f"#{worst}"
+            ident = (ids or [None] * len(seqs))[worst] or f"#{worst}"
             raise ValueError(f"sample {ident}: {max_len} tokens exceed the LLM's context of {limit}")
-        embeds = tok.new_zeros(len(seqs), max_len, tok.shape[-1])
+        first = seqs[0]
+        embeds = first.new_zeros(len(seqs), max_len, first.shape[-1])
         attn = mask.new_zeros(len(seqs), max_len)
         out_labels = None if labels is None else labels.new_full((len(seqs), max_len), IGNORE_INDEX)
         for i, s in enumerate(seqs):
