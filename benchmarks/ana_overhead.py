@@ -1,7 +1,8 @@
 """PathWeave inference overhead: the paper-size Q-Former connector on the path of the 4th new modality
 (A^4 + three in-adapted earlier adapters + G^4 at all 73 sites) vs. the same connector without adapters.
 
-Both are measured side by side in one run (interleaved, after warm-up; median of the repeats) under
+Both are measured side by side in one run (round robin after warm-up, benchmarks/_timing.py: median of
+the per-round ratios, with their spread) under
 `torch.no_grad()` in eval mode: BERT-base Q-Former (768 wide, 12 layers, cross-attention every 2nd layer
 with 1408-wide encoder tokens), 32 queries, 257 encoder tokens, ~16 instruction tokens, random weights.
 
@@ -13,13 +14,12 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import torch
 
+from _timing import median_ms, report, round_robin
 from modweave.config import ConnectorConfig
 from modweave.connectors.qformer import QFormerConnector
 from modweave.context import PathContext
@@ -47,16 +47,6 @@ def build(args: argparse.Namespace) -> tuple[QFormerConnector, QFormerConnector,
           f"{sum(p.numel() for n, p in adapted.named_parameters() if '.ana.' in n):,}")
     dtype = torch_dtype(args.dtype)
     return reference.to(args.device, dtype).eval(), adapted.to(args.device, dtype).eval(), host.context
-
-
-def timed(fn, device: str) -> float:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
 
 
 def graphed(fn):
@@ -112,17 +102,15 @@ def main() -> None:
             run_adapted()
         if args.cuda_graph:
             run_reference, run_adapted = graphed(run_reference), graphed(run_adapted)
-        base_t, ana_t = [], []
-        for _ in range(args.repeats):  # interleaved so that load changes hit both alike
-            base_t.append(timed(run_reference, args.device))
-            ana_t.append(timed(run_adapted, args.device))
-    base_ms, ana_ms = 1e3 * statistics.median(base_t), 1e3 * statistics.median(ana_t)
+        sync = torch.cuda.synchronize if args.device.startswith("cuda") else None
+        cpu: dict[str, list[float]] = {}
+        times = round_robin({"base": run_reference, "ana": run_adapted}, args.repeats, warmup=0, sync=sync, cpu=cpu)
     print(f"device {args.device}, dtype {args.dtype}, batch {args.batch}, threads {torch.get_num_threads()}, "
-          f"{args.repeats} repeats (median){', CUDA graphs' if args.cuda_graph else ''}")
-    print(f"connector without adapters:            {base_ms:9.2f} ms")
-    print(f"connector, path of the 4th modality:   {ana_ms:9.2f} ms")
-    print(f"ratio: {ana_ms / base_ms:.3f} (target <= 1.25)")
-
+          f"{args.repeats} rounds round robin{', CUDA graphs' if args.cuda_graph else ''}")
+    print(f"connector without adapters (base):     {median_ms(times['base']):9.2f} ms")
+    print(f"connector, path of the 4th modality:   {median_ms(times['ana']):9.2f} ms")
+    r = report(times, "base", cpu=cpu)
+    print(f"ratio (median per round): {r['ana'].median:.3f} (target <= 1.25)")
 
 if __name__ == "__main__":
     main()

@@ -2,44 +2,25 @@
 adapters in the shared Q-Former) over the base model with only the image path, on the same image batch.
 
 Also prints each modality's own latency on the grown model. Demo-sized model, CPU, greedy, 4 new tokens.
+Round robin after warm-up (benchmarks/_timing.py): median of the per-round ratios over the base, with spread.
 
-    .venv/bin/python benchmarks/generation_latency.py [--batch 16] [--repeats 10] [--method ana]
+    .venv/bin/python benchmarks/generation_latency.py [--batch 16] [--rounds 10] [--method ana]
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import statistics
-import time
-
 import torch
 
 from _demo_model import demo_base, items
-
-
-def latency(model, batch, repeats: int, tokens: int) -> float:
-    return interleaved([(model, batch)], repeats, tokens)[0]
-
-
-def interleaved(runs: list, repeats: int, tokens: int) -> list[float]:
-    """Median latency of each (model, batch), measured alternately so machine noise hits all alike."""
-    for model, batch in runs:
-        for _ in range(2):
-            model.generate(batch, max_new_tokens=tokens)
-    times: list[list[float]] = [[] for _ in runs]
-    for _ in range(repeats):
-        for i, (model, batch) in enumerate(runs):
-            t = time.perf_counter()
-            model.generate(batch, max_new_tokens=tokens)
-            times[i].append(time.perf_counter() - t)
-    return [statistics.median(t) for t in times]
+from _timing import report, round_robin
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--tokens", type=int, default=4)
     ap.add_argument("--method", default="ana")
     args = ap.parse_args()
@@ -54,16 +35,16 @@ def main() -> None:
     base.eval(), grown.eval()
     collate = base.collator(train=False)
     batch = collate(items("image", args.batch))
-    t_base, t_grown = interleaved([(base, batch), (grown, batch)], args.repeats, args.tokens)
+    runs = {"base": (base, batch), "grown": (grown, batch)}
+    # each modality on the grown model (the image row is "grown" itself)
+    runs.update({f"grown:{m}": (grown, grown.collator(train=False)(items(m, args.batch))) for m in grown.paths if m != "image"})
+    fns = {name: (lambda mb=mb: mb[0].generate(mb[1], max_new_tokens=args.tokens)) for name, mb in runs.items()}
+    cpu: dict[str, list[float]] = {}
+    times = round_robin(fns, args.rounds, warmup=2, cpu=cpu)
     print(f"image batch {args.batch}, {args.tokens} new tokens, {torch.get_num_threads()} threads, "
-          f"median of {args.repeats}")
-    print(f"base (image path only):        {1000 * t_base:8.1f} ms")
-    print(f"grown ({len(grown.paths)} paths, {args.method}):        {1000 * t_grown:8.1f} ms   "
-          f"ratio {t_grown / t_base:.3f}")
-    for m in grown.paths:
-        t = latency(grown, grown.collator(train=False)(items(m, args.batch)), args.repeats, args.tokens)
-        print(f"  {m:<12} on the grown model: {1000 * t:8.1f} ms")
-
+          f"{args.rounds} rounds round robin; base: image path only; grown: {len(grown.paths)} paths "
+          f"({args.method}), image batch; grown:<m>: modality m's batch on the grown model")
+    report(times, "base", label="model", cpu=cpu)
 
 if __name__ == "__main__":
     main()

@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/moe_block_overhead.py                      # CPU, fp32, hidden 1024, FFN 3584
     .venv/bin/python benchmarks/moe_block_overhead.py --device cuda --dtype bfloat16
 
-Both run on the same tokens in the same process (warm-up, then alternating repeats, median, no_grad).
+Both run on the same tokens in the same process, no_grad (round robin after warm-up, benchmarks/_timing.py:
+median of the per-round ratios, with their spread).
 `--new-router random` gives the new expert a typical share of tokens (as after training); `donor` is the
 state at initialisation (the new row is the donor's copy: the new expert only takes the donor's top-1 tokens).
 Target: ratio <= 1.15.
@@ -12,13 +13,11 @@ Target: ratio <= 1.15.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-
 import torch
 from transformers import MixtralConfig
 from transformers.models.mixtral.modeling_mixtral import MixtralSparseMoeBlock
 
+from _timing import median_ms, report, round_robin
 from modweave.methods.moextend.block import ExtendedMoeBlock
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -67,26 +66,19 @@ def main() -> None:
     args = ap.parse_args()
 
     block, extended, x = build(args)
-    for _ in range(args.warmup):
-        block(x), extended(x)
-    times: dict[str, list[float]] = {"original": [], "extended": []}
-    for _ in range(args.repeats):  # alternate so drifts in machine load hit both alike
-        for name, module in (("original", block), ("extended", extended)):
-            sync(args.device)
-            t0 = time.perf_counter()
-            module(x)
-            sync(args.device)
-            times[name].append(time.perf_counter() - t0)
-    med = {k: statistics.median(v) for k, v in times.items()}
+    sync = torch.cuda.synchronize if args.device.startswith("cuda") else None
+    cpu: dict[str, list[float]] = {}
+    times = round_robin({"original": lambda: block(x), "extended": lambda: extended(x)}, args.repeats,
+                        args.warmup, sync=sync, cpu=cpu)
     e = block.gate.weight.shape[0]
     p = torch.softmax(torch.cat([block.gate(x[0])[0].float(), (x[0] @ extended.extensions[0].router.T).float()], -1), -1)
     share = float((p.topk(args.top_k, -1).indices >= e).any(-1).float().mean())
     print(f"device {args.device} {args.dtype}, experts impl {args.experts_impl}, hidden {args.hidden}, ffn {args.ffn}, "
           f"{args.experts}+{args.new_experts} experts top-{args.top_k}, {args.tokens} tokens, "
           f"new-expert token share {share:.2f} ({args.new_router} router row)")
-    print(f"original block: {med['original'] * 1e3:.2f} ms   extended block: {med['extended'] * 1e3:.2f} ms   "
-          f"ratio {med['extended'] / med['original']:.3f} (target <= 1.15)")
-
+    r = report(times, "original", label="block", cpu=cpu)
+    print(f"original block: {median_ms(times['original']):.2f} ms   extended block: {median_ms(times['extended']):.2f} ms   "
+          f"ratio (median per round) {r['extended'].median:.3f} (target <= 1.15)")
 
 if __name__ == "__main__":
     main()

