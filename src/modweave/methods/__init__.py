@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from torch import nn
@@ -62,6 +63,11 @@ class Method:
         self.validate(out, where)
         return out
 
+    def keeps_earlier_paths(self, settings: dict[str, Any]) -> bool:
+        """Whether a step through this method leaves every earlier modality's outputs bit-identical
+        (its no-forgetting promise; the contract tests hold every method that makes it to it)."""
+        return True
+
     def validate(self, settings: dict[str, Any], where: str) -> None:
         """Checks across settings that a field's type and range cannot say (raise ConfigError)."""
 
@@ -93,6 +99,11 @@ class Method:
         """Work after a phase's training (e.g. statistics on held-out `data`); returns JSON-able state
         to record for this phase."""
         return {}
+
+    def export(self, model: "XModalLM", modality: str, save_dir: Path) -> None:
+        """Optional: extra files for other libraries, written by `checkpoint.write_stage` after each of
+        `modality`'s stage files is written into checkpoint folder `save_dir` (lora: `peft/<modality>/`).
+        Write atomically, only under names `checkpoint_target._is_library_file` accepts."""
 
 
 def register_method(cls: type[Method]) -> type[Method]:

@@ -37,6 +37,9 @@ class Frozen(Method):
 class Finetune(Frozen):
     name = "finetune"
 
+    def keeps_earlier_paths(self, settings: dict[str, Any]) -> bool:
+        return False  # it trains the shared connector: the baseline that forgets
+
     def trainable(self, model: "XModalLM", modality: str, phase: str,
                   settings: dict[str, Any]) -> Iterable[nn.Parameter]:
         yield from model.paths[modality].parameters()

@@ -66,6 +66,9 @@ class MoExtend(Method):
                 "num_layers": None, "layers": None, "donors": None, "connector": "mlp",
                 "projector_hidden": None, "projector_layers": 2, "calibration_hidden": 16}
 
+    def keeps_earlier_paths(self, settings: dict[str, Any]) -> bool:
+        return settings["routing"] == "modality"  # open routing lets every token reach the new experts
+
     def check_settings(self, settings: dict[str, Any], where: str | None = None) -> dict[str, Any]:
         s = super().check_settings(settings, where)
         if s["routing"] not in ROUTING:
