@@ -4,6 +4,8 @@ DIR/manifest.json   {"format", "library_version", "config", "stages": [StageReco
                      "parent" (grown checkpoints), "data": {...}}
 DIR/tokenizer/      the tokenizer (save_pretrained)
 DIR/stage-NN-<name>.safetensors   tensors created or trained in stage NN
+DIR/README.md       the Hub model card (model_card.py), rewritten with the manifest
+DIR/peft/<modality>/  standard PEFT adapter folders a method exports (`Method.export`: the lora baseline)
 
 A model as it was after stage k is rebuilt by building the base from the config and replaying the
 stages' `add_modality` / phase records up to k, loading each stage's file on the way; every tensor a
@@ -11,7 +13,8 @@ stage owns must come from its file. Frozen modules loaded from a checkpoint else
 (checkpoint_refs.py), not copied. A model loaded with `load_pretrained(PARENT)` and grown into another
 folder writes only its new stages there; the manifest's `parent` entry points at PARENT for the others.
 Every file is written to a temp name and renamed; the manifest is written last, so a file it does not
-list (half-written or from a killed run) is never read. No pickle anywhere.
+list (half-written or from a killed run) is never read. No pickle anywhere. `load_pretrained` also takes
+a Hub repo id (`org/name`, `revision=`), resolved to a cached snapshot by hub.py.
 """
 
 from __future__ import annotations
@@ -138,6 +141,10 @@ def _write_stage(model: "XModalLM", save_dir: Path, index: int, parent: dict[str
         save_file(cpu, str(tmp), metadata=meta)
     record.file, record.sha256 = name, _sha256(path)
     saved_in(model, save_dir)[index] = (record.file, record.sha256)
+    if record.modality is not None:  # a method's extra export (lora: a PEFT folder per modality)
+        from .methods import get_method
+
+        get_method(record.method).export(model, record.modality, save_dir)
 
 
 def _save_tokenizer(model: "XModalLM", save_dir: Path) -> None:
@@ -201,17 +208,25 @@ def write_manifest(model: "XModalLM", save_dir: Path, extra: dict[str, Any] | No
         keep = {k: v for k, v in json.loads(old.read_text()).items() if k not in current}
     data = {**current, **keep, **(extra or {})}
     atomic_write_bytes(old, json.dumps(data, indent=2).encode())
+    from .model_card import write_model_card
+
+    write_model_card(save_dir, model)  # after the manifest: the card describes what it lists
 
 
-def save_pretrained(model: "XModalLM", save_dir: Path, copy_parent: bool = False) -> Path:
+def save_pretrained(model: "XModalLM", save_dir: Path, copy_parent: bool = False, push_to_hub: bool = False,
+                    repo_id: str | None = None, private: bool = False, revision: str | None = None,
+                    token: str | None = None) -> Path:
     """Write every stage not yet written to `save_dir` with the model's current tensors.
 
     A trainer writes each stage as it ends (`end_stage(save_dir)`); this call is for a model grown by
     hand. Where a later stage changed tensors an earlier stage owns (the `finetune` baseline),
     `upto=` on such a save gives the final values: write stages as they end to keep every step.
     A model loaded from another checkpoint references that checkpoint's stages (manifest `parent`)
-    unless `copy_parent=True`, which writes a standalone copy."""
+    unless `copy_parent=True`, which writes a standalone copy. `push_to_hub=True` then uploads the
+    folder to Hub repo `repo_id` (`HfApi.upload_folder`; branch `revision`) — see hub.push_checkpoint."""
     save_dir = Path(save_dir)
+    if push_to_hub and not repo_id:
+        raise CheckpointError("save_pretrained(push_to_hub=True) needs repo_id='org/name'")
     parent = target_parent(model, save_dir)
     mine = saved_in(model, save_dir)
     if copy_parent and parent and not (save_dir / MANIFEST).exists():
@@ -221,6 +236,10 @@ def save_pretrained(model: "XModalLM", save_dir: Path, copy_parent: bool = False
         if i not in mine or not (parent and i < parent["stages"]) and not (save_dir / mine[i][0]).is_file():
             _write_stage(model, save_dir, i, parent)
     write_manifest(model, save_dir, parent=parent)
+    if push_to_hub:
+        from .hub import push_checkpoint
+
+        push_checkpoint(save_dir, repo_id, private=private, revision=revision, token=token)
     return save_dir
 
 
@@ -304,15 +323,18 @@ def _adopt_copied(model: "XModalLM", loaded: set[str]) -> None:
             object.__setattr__(mod, "_modweave_external", False)
 
 
-def load_pretrained(save_dir: Path, upto: str | None = None, device: str | torch.device | None = None,
-                    verify: bool = True) -> "XModalLM":
+def load_pretrained(save_dir: Path | str, upto: str | None = None, device: str | torch.device | None = None,
+                    verify: bool = True, revision: str | None = None) -> "XModalLM":
     """Rebuild the model saved in `save_dir` as it was after stage/modality `upto` (default: the last).
 
     `verify=False` skips the stage files' checksums and accepts changed sources of referenced modules
-    (with a warning). A grown checkpoint loads its parent's stages from the parent folder."""
+    (with a warning). A grown checkpoint loads its parent's stages from the parent folder. `save_dir`
+    that is not a folder but looks like a Hub repo id (`org/name`) is downloaded at `revision` through
+    huggingface_hub's cache (HF_HUB_OFFLINE=1: the cache only)."""
+    from .hub import resolve_checkpoint
     from .model import XModalLM
 
-    save_dir = Path(save_dir)
+    save_dir = resolve_checkpoint(save_dir, revision)
     manifest = read_manifest(save_dir)
     mpath = save_dir / MANIFEST
     records = stage_records(manifest, mpath)

@@ -20,9 +20,15 @@ if TYPE_CHECKING:
 
 
 
-def _is_library_file(name: str) -> bool:
-    """Names this library writes into a checkpoint folder (temp files included)."""
-    return (name in (MANIFEST, "tokenizer", ".tokenizer.tmp") or (name.startswith("stage-") and name.endswith(".safetensors"))
+def _is_library_file(name: str, folder: Path | None = None) -> bool:
+    """Names this library writes into a checkpoint folder (temp files included). The model card
+    README.md counts only when it carries modweave's marker (checked when `folder` is given): a README
+    someone else wrote makes the folder a stranger's."""
+    if name == "README.md":
+        from .model_card import is_modweave_card
+
+        return folder is None or is_modweave_card(folder / name)
+    return (name in (MANIFEST, "tokenizer", ".tokenizer.tmp", "peft") or (name.startswith("stage-") and name.endswith(".safetensors"))
             or (name.startswith(".") and name.endswith(".tmp")))
 
 
@@ -62,7 +68,7 @@ def target_parent(model: "XModalLM", save_dir: Path) -> dict[str, Any] | None:
             mine[i] = where
         return data.get("parent")
     if save_dir.is_dir():
-        foreign = sorted(p.name for p in save_dir.iterdir() if not _is_library_file(p.name))
+        foreign = sorted(p.name for p in save_dir.iterdir() if not _is_library_file(p.name, save_dir))
         if foreign:
             raise CheckpointError(f"refusing to write into {save_dir}: it is not empty and not a modweave checkpoint "
                                   f"(it holds {foreign[0]!r}); save into a new or empty folder")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from torch import nn
@@ -89,3 +90,9 @@ class LoRA(Method):
         for name, p in connector.named_parameters():
             if "lora_" in name and f".{modality}." in f"{name}.":
                 yield p
+
+    def export(self, model: "XModalLM", modality: str, save_dir: Path) -> None:
+        """CKPT/peft/<modality>/: the adapter as a standard PEFT folder (methods/lora_export.py)."""
+        from .lora_export import export_peft
+
+        export_peft(model, modality, save_dir)
