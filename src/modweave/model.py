@@ -510,12 +510,13 @@ class XModalLM(nn.Module):
 
     @classmethod
     def from_pretrained(cls, save_dir: str | Path, upto: str | None = None,
-                        device: str | torch.device | None = None, verify: bool = True) -> "XModalLM":
+                        device: str | torch.device | None = None, verify: bool = True,
+                        revision: str | None = None) -> "XModalLM":
         """The model saved in `save_dir` as it was after stage or modality `upto` (default: the last).
         `verify=False` skips the stage checksums and accepts changed referenced sources (warning)."""
         from .checkpoint import load_pretrained
 
-        return load_pretrained(Path(save_dir), upto=upto, device=device, verify=verify)
+        return load_pretrained(save_dir, upto=upto, device=device, verify=verify, revision=revision)
 
     def collator(self, train: bool = True, **kwargs: Any):
         """A collator for this model's tokenizer and prompt layout."""
