@@ -181,6 +181,15 @@ class ExtendedMoeBlock(nn.Module):
         if not self.extensions or not bool(active.any()):  # checked on the CPU copy: no device sync
             self.last_routing = None
             return self.original(hidden_states)  # no new expert routable anywhere: the original block
+        # evaluation: steps after the last one routable in some row of this batch add only zero-probability
+        # columns and calibrations masked to 0, so they are left out (the same values, bit for bit: their
+        # logits are -inf, exp gives 0, the normaliser never adds them, p + 0.0 is p), and an earlier
+        # modality's path costs the same however many steps follow it. Training keeps every step's columns:
+        # the balance loss reads p over all E + n experts
+        exts = self.extensions
+        if not self.training:
+            used = int(active.any(0).nonzero().max()) + 1
+            exts, active = self.extensions[:used], active[:, :used]
         if self.training and getattr(self.original, "jitter_noise", 0) > 0:
             hidden_states = hidden_states * torch.empty_like(hidden_states).uniform_(
                 1.0 - self.original.jitter_noise, 1.0 + self.original.jitter_noise)
@@ -189,13 +198,13 @@ class ExtendedMoeBlock(nn.Module):
         orig_logits, w_orig, idx_orig = self.gate(x)  # exactly the original router's computation
         e0 = self.num_original
         new_logits = [z.masked_fill(~tok_active[:, si:si + 1], -math.inf)
-                      for si, z in enumerate(self.new_logits(x, orig_logits))]
+                      for si, z in enumerate(self.new_logits(x, orig_logits, exts))]
         p = self._nested_softmax(orig_logits.float(), new_logits, tok_active)  # [T, E+n]
         # chosen on the uncalibrated p; a stable sort sends ties to the lower index, so a new expert tied
         # with its donor (a fresh copy) loses to it unless the donor is itself chosen
         top_idx = torch.sort(p, dim=-1, descending=True, stable=True).indices[:, :self.top_k]
         p_cal = p
-        for si, ext in enumerate(self.extensions):  # step order: each refines the previous model's p~
+        for si, ext in enumerate(exts):  # step order: each refines the previous model's p~
             n = ext.num_before + ext.num_new
             delta = torch.where(tok_active[:, si:si + 1], ext.calibration.delta(p_cal[:, :n]), 0.0)
             p_cal = torch.cat([p_cal[:, :n] + delta, p_cal[:, n:]], dim=-1)
@@ -218,7 +227,7 @@ class ExtendedMoeBlock(nn.Module):
         # for all new experts, then contiguous slices per expert
         new_pairs = (top_idx >= e0).nonzero()  # [P, 2]
         if new_pairs.shape[0]:
-            num_new = self.num_experts - e0
+            num_new = sum(ext.num_new for ext in exts)
             if num_new == 1:
                 groups = [new_pairs]
             else:
@@ -227,7 +236,7 @@ class ExtendedMoeBlock(nn.Module):
                 counts = torch.bincount(expert_of_pair, minlength=num_new).tolist()
                 groups = torch.split(new_pairs[order], counts)
             experts = iter(groups)
-            for ext in self.extensions:
+            for ext in exts:
                 for j in range(ext.num_new):
                     tok, slot = next(experts).unbind(-1)
                     if tok.numel():
@@ -241,11 +250,12 @@ class ExtendedMoeBlock(nn.Module):
         self.last_routing = (p, top_idx) if self.training else None
         return out.reshape(b, s, h)
 
-    def new_logits(self, x: torch.Tensor, orig_logits: torch.Tensor) -> list[torch.Tensor]:
+    def new_logits(self, x: torch.Tensor, orig_logits: torch.Tensor,
+                   extensions: "list[ExpertExtension] | nn.ModuleList | None" = None) -> list[torch.Tensor]:
         """Each step's new router logits `[T, n]` (fp32) from tokens `x [T, H]` and the original router's
-        logits `orig_logits [T, E]` (model dtype)."""
+        logits `orig_logits [T, E]` (model dtype); `extensions`: those steps (default: all)."""
         out = []
-        for ext in self.extensions:
+        for ext in (self.extensions if extensions is None else extensions):
             # w_new x computed as w_donor x + (w_new - w_donor) x: the same value mathematically, and
             # bit-equal to the donor's logit while the row is still its copy (a separate GEMM is not).
             # The difference term is computed in fp32: in bf16 its own rounding would add to the donor
