@@ -53,12 +53,12 @@ def resolve_checkpoint(name: str | Path, revision: str | None = None) -> Path:
     except RevisionNotFoundError:
         raise CheckpointError(f"Hub checkpoint {text}: no revision {revision!r}") from None
     except RepositoryNotFoundError:
-        raise CheckpointError(f"Hub checkpoint {text}: no such model repository (or it is private: "
-                              "log in with `hf auth login`)") from None
+        raise CheckpointError(f"{text} is not a local folder, and the Hub has no model repository {text} (or it is "
+                              "private: log in with `hf auth login`)") from None
     except LocalEntryNotFoundError:
         why = "HF_HUB_OFFLINE is set" if offline() else "the Hub cannot be reached"
-        raise CheckpointError(f"Hub checkpoint {where}: not in the local cache and {why}; "
-                              f"download it once online (or pass a local folder)") from None
+        raise CheckpointError(f"{text} is not a local folder, and Hub checkpoint {where} is not in the local cache "
+                              f"({why}): download it once online, or pass a local checkpoint folder") from None
     except (HfHubHTTPError, OSError) as err:
         raise CheckpointError(f"Hub checkpoint {where}: download failed ({' '.join(str(err).split())[:200]})") from None
     folder = Path(folder)
