@@ -63,14 +63,9 @@ def _external(model: "XModalLM") -> set[str]:
 
 
 def _trained(model: "XModalLM", index: int) -> set[str]:
-    from .methods import get_method
-
-    record = model.stages[index]
-    if record.modality is None:
-        return set()
-    impl = get_method(record.method)
-    ids = {id(p) for p in impl.trainable(model, record.modality, record.phase, record.settings)}
-    return {n for n, p in model.named_parameters() if id(p) in ids}
+    """What trained in stage `index`, by the names it had when the stage opened (so a stage file is
+    the same whether written when the stage ends or re-saved after later stages renamed tensors)."""
+    return model.stage_trained(index)
 
 
 def _state_name(key: str, state: dict[str, torch.Tensor]) -> str | None:
@@ -78,9 +73,21 @@ def _state_name(key: str, state: dict[str, torch.Tensor]) -> str | None:
     Linear (`q.weight` -> `q.base_layer.weight`); None when it is gone."""
     if key in state:
         return key
-    head, _, leaf = key.rpartition(".")
-    moved = f"{head}.base_layer.{leaf}" if head else f"base_layer.{leaf}"
-    return moved if moved in state else None
+    # a wrapper inserts `base_layer` right after the wrapped module's name, which may sit anywhere in
+    # the key (`proj.ana.video.adapter.down.bias` -> `proj.base_layer.ana.video.adapter.down.bias`);
+    # wrappers nest (peft over ana), so look two levels deep
+    frontier = [key]
+    for _ in range(2):
+        nxt = []
+        for k in frontier:
+            parts = k.split(".")
+            for i in range(1, len(parts)):
+                moved = ".".join([*parts[:i], "base_layer", *parts[i:]])
+                if moved in state:
+                    return moved
+                nxt.append(moved)
+        frontier = nxt
+    return None
 
 
 def owned_keys(model: "XModalLM", index: int) -> set[str]:

@@ -68,6 +68,9 @@ class XModalLM(nn.Module):
         self.saved_stage_files: dict[str, dict[int, tuple[str, str]]] = {}
         self._cue_cache: dict[str, torch.Tensor] = {}
         self._stage_keys: list[set[str]] = []  # state keys created in each stage (what its file holds)
+        # parameter names trainable in each stage, as named when the stage opened (a later stage may
+        # rename them: peft moves a wrapped Linear's weight to `base_layer.weight`); the base: none
+        self._stage_trained: list[set[str]] = [set()]
         self._stage_open = True
 
     # ------------------------------------------------------------------------------------------
@@ -217,6 +220,7 @@ class XModalLM(nn.Module):
         self.freeze_all()
         for p in impl.trainable(self, record.modality, record.phase, record.settings):
             p.requires_grad_(True)
+        self._stage_trained.append(set(self.trainable_parameters()))
 
     def next_phase(self) -> StageRecord | None:
         """After `end_stage`, open the current modality's next phase (None when its step is complete)."""
@@ -286,6 +290,10 @@ class XModalLM(nn.Module):
     def stage_keys(self, index: int) -> set[str]:
         """The state keys stage `index` created (what its stage file holds, with what it trained)."""
         return set(self._stage_keys[index]) if index < len(self._stage_keys) else set()
+
+    def stage_trained(self, index: int) -> set[str]:
+        """The parameters that trained in stage `index`, by the names they had then (none for the base)."""
+        return set(self._stage_trained[index]) if index < len(self._stage_trained) else set()
 
     def method_state(self, modality: str | None) -> dict[str, Any]:
         """Merged state recorded by the earlier phases of `modality`'s step."""

@@ -92,8 +92,8 @@ def stage_counts(ckpt_dir: Path, data: dict[str, Any], model: "XModalLM | None" 
         out = []
         for i in range(len(stages)):
             owned = [_state_name(k, state) for k in owned_keys(model, i)]
-            params = dict(model.named_parameters())
-            trained = sum(params[k].numel() for k in _trained(model, i)) if i else None
+            now = [_state_name(k, state) for k in _trained(model, i)]  # names as the stage had them
+            trained = sum(state[k].numel() for k in now if k is not None) if i else None
             out.append((trained, sum(state[k].numel() for k in owned if k is not None)))
         return out
     try:
