@@ -5,7 +5,7 @@ MoExtend: its `finetune` phase, with new experts in both layers); then one optim
 backward, AdamW) on the same batch of 32 random 3-frame clips is timed for every method in turn, round
 robin after warm-up (benchmarks/_timing.py): median of the per-round ratios over `frozen`, with the spread.
 
-    .venv/bin/python benchmarks/step_time.py [--batch 32] [--rounds 15] [--modality video]
+    .venv/bin/python benchmarks/step_time.py [--batch 32] [--rounds 15] [--modality video] [--threads N] [--methods ana,lora]
 """
 
 from __future__ import annotations
@@ -54,8 +54,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--modality", default="video")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--methods", default="", help="comma-separated subset (frozen is always included)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     base, specs = demo_base()
     spec = next(s for s in specs if s.name == args.modality)
     methods = list_methods() if not args.methods else ["frozen", *(m for m in args.methods.split(",") if m != "frozen")]
