@@ -80,3 +80,13 @@ def test_every_method_completes_its_defaults_as_json(name):
     full = impl.check_settings({})
     assert json.loads(json.dumps(full)) == full  # what the stage record keeps
     assert impl.check_settings(dict(full)) == full  # idempotent: a saved stage's settings re-check to themselves
+
+
+def test_modalities_register_through_the_helper():
+    from modweave.modalities import Modality, list_modalities, register_modality
+    from modweave.modalities.base import MODALITIES
+
+    assert list_modalities()[0] == "text"  # registration order kept
+    with pytest.raises(ValueError, match="modality 'image' is already registered"):
+        register_modality("image")(type("Fake", (Modality,), {}))
+    assert type(MODALITIES.get("image")).__name__ != "Fake"

@@ -45,9 +45,10 @@ class Registry(Generic[T]):
             raise ValueError(f"unknown {self.kind} '{name}' (known: {', '.join(self.names()) or 'none'})")
         return self._entries[name]
 
-    def names(self) -> list[str]:
+    def names(self, in_order: bool = False) -> list[str]:
+        """Registered names, sorted (or in registration order)."""
         self._load_plugins()
-        return sorted(self._entries)
+        return list(self._entries) if in_order else sorted(self._entries)
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries

@@ -14,6 +14,8 @@ from typing import Any, Callable, ClassVar, Mapping, TypeVar
 
 import torch
 
+from ..registry import Registry
+
 MediaPath = Path | Mapping[str, Path]
 
 
@@ -138,18 +140,19 @@ class Modality:
         return f"{type(self).__name__}(name={self.name!r})"
 
 
-_REGISTRY: dict[str, Modality] = {}
+MODALITIES: "Registry[Modality]" = Registry("modality")
 M = TypeVar("M", bound=type)
 
 
 def register_modality(name: str) -> Callable[[M], M]:
-    """Class decorator: register a Modality subclass under ``name`` (one instance is kept)."""
+    """Class decorator: register a Modality subclass under ``name`` (one instance is kept; a second
+    modality of that name is refused)."""
 
     def wrap(cls: M) -> M:
-        if name in _REGISTRY:
+        if name in MODALITIES:
             raise ValueError(f"modality {name!r} is already registered")
         cls.name = name
-        _REGISTRY[name] = cls()
+        MODALITIES.add(name, cls())
         return cls
 
     return wrap
@@ -157,10 +160,9 @@ def register_modality(name: str) -> Callable[[M], M]:
 
 def get_modality(name: str) -> Modality:
     """Return the registered modality ``name``; a one-line ValueError lists the known ones."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown modality {name!r} (known: {', '.join(list_modalities())})") from None
+    if name not in MODALITIES:
+        raise ValueError(f"unknown modality {name!r} (known: {', '.join(list_modalities())})")
+    return MODALITIES.get(name)
 
 
 def loader_settings_for(spec: Any, override: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -194,4 +196,4 @@ def loader_settings_for(spec: Any, override: Mapping[str, Any] | None = None) ->
 
 def list_modalities() -> list[str]:
     """Registered modality names, in registration order (text first, then the media ones)."""
-    return list(_REGISTRY)
+    return MODALITIES.names(in_order=True)
