@@ -1,0 +1,30 @@
+"""The README's Python snippet runs as written (from a folder holding the repository's configs)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("index", range(len(_python_blocks())))
+def test_readme_python_snippet_runs(tmp_path, index):
+    (tmp_path / "configs").symlink_to(REPO / "configs")
+    script = tmp_path / "snippet.py"
+    script.write_text(_python_blocks()[index])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "['image', 'audio'] ['image']" in proc.stdout  # grown model, and the base reached with upto=
