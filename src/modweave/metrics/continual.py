@@ -1,4 +1,4 @@
-"""Continual-learning metrics over an accuracy matrix (spec: /work/shared/spec/benchmark.md).
+"""Continual-learning metrics over an accuracy matrix: average accuracy, plasticity, forgetting (Chaudhry), BWT.
 
 `acc[s][j]`: score on modality j after training stage s (row 0 = the base, then one row per added
 modality); `None` where the model had no path for j. `learned_at[j]`: the row in which column j was

@@ -5,7 +5,9 @@ Modality m (the m-th modality added through `ana`) gets, at every adapter site (
 self- and cross-attention layer of the base Q-Former, plus the LLM projection):
 A^m, F_i^m for every earlier ana modality i, and G^m (m >= 2); plus its own path (query tokens copied
 from the previous modality's, LayerNorm, `Linear(d_enc -> cross-attention width)` where widths differ).
-Spec: /work/shared/spec/pathweave.md. Modules: adapter.py, gate.py, inject.py.
+Paper: "LLMs Can Evolve Continually on Modality for X-Modal Reasoning" (NeurIPS 2024); differences from
+the authors' code: docs/fidelity.md. Modules: adapter.py,
+gate.py, inject.py.
 """
 
 from __future__ import annotations
