@@ -509,12 +509,16 @@ class XModalLM(nn.Module):
     # ------------------------------------------------------------------------------------------
     # persistence (checkpoint.py holds the format)
 
-    def save_pretrained(self, save_dir: str | Path, copy_parent: bool = False) -> Path:
-        """Write every stage not yet written (safetensors + manifest.json). A model loaded from another
-        checkpoint references that checkpoint's stages unless `copy_parent=True` (a standalone copy)."""
+    def save_pretrained(self, save_dir: str | Path, copy_parent: bool = False, push_to_hub: bool = False,
+                        repo_id: str | None = None, private: bool = False, revision: str | None = None,
+                        token: str | None = None) -> Path:
+        """Write every stage not yet written (safetensors + manifest.json + a model card). A model loaded
+        from another checkpoint references that checkpoint's stages unless `copy_parent=True` (a
+        standalone copy). `push_to_hub=True` then uploads the folder to `repo_id`."""
         from .checkpoint import save_pretrained
 
-        return save_pretrained(self, Path(save_dir), copy_parent=copy_parent)
+        return save_pretrained(self, Path(save_dir), copy_parent=copy_parent, push_to_hub=push_to_hub,
+                               repo_id=repo_id, private=private, revision=revision, token=token)
 
     @classmethod
     def from_pretrained(cls, save_dir: str | Path, upto: str | None = None,

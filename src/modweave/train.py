@@ -329,6 +329,10 @@ class ContinualTrainer:
         if acc.is_main_process:
             write_report(self.out, build_report(self.progress, {self.progress["method"]: result}),
                          {self.progress["method"]: self.progress["losses"]})
+            from .model_card import write_model_card
+
+            # the report exists only now, after the last manifest: the card gets the run's results
+            write_model_card(self.out / CHECKPOINT, self.model, self.out / "report.json")
         acc.wait_for_everyone()
         return result
 
