@@ -73,6 +73,10 @@ def test_run_writes_checkpoint_report_and_log(trained_run):
     assert [len(losses[s]) for s in ("base", "video", "audio")] == [4, 3, 3]
     for name in ("report.md", "accuracy_matrix.png", "loss_curves.png"):
         assert (out / name).stat().st_size > 0
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(out / "checkpoint" / "README.md")  # a Hub model card, with the run's results
+    assert card.data.library_name == "modweave" and "plasticity" in card.text.lower()
 
 
 def test_a_second_run_into_the_same_folder_needs_resume(trained_run):
