@@ -87,14 +87,13 @@ def test_stage_files_must_stay_inside_the_checkpoint(saved, tmp_path, kind):
 
 
 def test_sha256_null_is_refused_unless_verify_is_off(saved):
-    from modweave.checkpoint import load_pretrained
 
     data = _manifest(saved)
     data["stages"][0]["sha256"] = None
     _write_manifest(saved, data)
     with pytest.raises(CheckpointError, match=r"stage 'base' has no sha256.*verify=False"):
         XModalLM.from_pretrained(saved)
-    assert load_pretrained(saved, verify=False).modalities == ["image"]
+    assert XModalLM.from_pretrained(saved, verify=False).modalities == ["image"]
 
 
 def test_non_finite_weights_warn_naming_tensor_and_file(saved, caplog):
@@ -234,7 +233,6 @@ def _clip_dir(path: Path, seed: int) -> Path:
 
 
 def test_a_local_hf_encoder_is_referenced_not_copied_and_checked_at_load(tiny_model, tmp_path, caplog):
-    from modweave.checkpoint import load_pretrained
 
     clip = _clip_dir(tmp_path / "clip", seed=0)
     ck = tmp_path / "ck"
@@ -263,7 +261,7 @@ def test_a_local_hf_encoder_is_referenced_not_copied_and_checked_at_load(tiny_mo
     with pytest.raises(CheckpointError, match=r"encoders.video of stage 'video' .*model.safetensors changed"):
         XModalLM.from_pretrained(ck)
     with caplog.at_level(logging.WARNING, logger="modweave"):
-        load_pretrained(ck, verify=False)
+        XModalLM.from_pretrained(ck, verify=False)
     assert any("model.safetensors changed" in r.getMessage() for r in caplog.records)
 
 

@@ -214,7 +214,6 @@ def test_run_sections_are_the_trainers_settings(tmp_path):
     assert (s.stages[0]["train"].lr, s.stages[1]["train"].lr, s.stages[1]["train"].steps) == (0.001, 0.01, 7)
 
 
-@pytest.mark.xfail(reason="needs the hook modweave.encoders.encoder_options(kind) (encoders' owner)")
 def test_builtin_encoder_options_typo_is_refused(tmp_path):
     # checked on the parse alone: without the hook the typo passes and a CLI run would train
     from modweave.config import ConfigError, load_run_config

@@ -30,7 +30,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from . import __version__
+from .version import __version__
 from .checkpoint_manifest import (FORMAT, MANIFEST, CheckpointError, contained, model_config, read_manifest,
                                   stage_folders, stage_records)
 from .checkpoint_refs import (birth_stage, external_modules, module_keys, referenced_keys, sha256_file, source_record,
@@ -331,16 +331,17 @@ def _adopt_copied(model: "XModalLM", loaded: set[str]) -> None:
 
 
 def load_pretrained(save_dir: Path | str, upto: str | None = None, device: str | torch.device | None = None,
-                    verify: bool = True, revision: str | None = None) -> "XModalLM":
+                    verify: bool = True, revision: str | None = None, *, model_cls: type) -> "XModalLM":
     """Rebuild the model saved in `save_dir` as it was after stage/modality `upto` (default: the last).
 
     `verify=False` skips the stage files' checksums and accepts changed sources of referenced modules
     (with a warning). A grown checkpoint loads its parent's stages from the parent folder. `save_dir`
     that is not a folder but looks like a Hub repo id (`org/name`) is downloaded at `revision` through
-    huggingface_hub's cache (HF_HUB_OFFLINE=1: the cache only)."""
+    huggingface_hub's cache (HF_HUB_OFFLINE=1: the cache only). `model_cls`: `XModalLM` (its
+    `from_pretrained` passes itself)."""
     from .hub import resolve_checkpoint
-    from .model import XModalLM
 
+    # the model class is given (XModalLM.from_pretrained passes itself): this format never imports the model
     save_dir = resolve_checkpoint(save_dir, revision)
     manifest = read_manifest(save_dir)
     mpath = save_dir / MANIFEST
@@ -361,7 +362,7 @@ def load_pretrained(save_dir: Path | str, upto: str | None = None, device: str |
         _check_tokenizer_dir(tok_dir)
         config.tokenizer.kind, config.tokenizer.name_or_path = "hf", str(tok_dir)
     try:
-        model = XModalLM.build(config)
+        model = model_cls.build(config)
     except _BUILD_ERRORS as err:  # a value the config checks let through but the builders refuse
         why = " ".join(str(err).split())
         raise CheckpointError(f"{mpath}: the manifest's config does not build a model ({why})") from None

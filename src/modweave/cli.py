@@ -13,7 +13,7 @@ import logging
 import pkgutil
 import sys
 
-from . import __version__
+from .version import __version__
 
 # exceptions that mean "the user's input is wrong": printed as one line
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, KeyError, RuntimeError)

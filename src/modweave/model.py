@@ -528,7 +528,7 @@ class XModalLM(nn.Module):
         `verify=False` skips the stage checksums and accepts changed referenced sources (warning)."""
         from .checkpoint import load_pretrained
 
-        return load_pretrained(save_dir, upto=upto, device=device, verify=verify, revision=revision)
+        return load_pretrained(save_dir, upto=upto, device=device, verify=verify, revision=revision, model_cls=cls)
 
     def collator(self, train: bool = True, **kwargs: Any):
         """A collator for this model's tokenizer and prompt layout."""

@@ -40,10 +40,10 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluate import can_run, evaluate_items
     from pathlib import Path
 
-    from ..checkpoint import load_pretrained
+    from ..model import XModalLM
 
     check_args(args)
-    model = load_pretrained(Path(args.checkpoint), upto=args.upto, verify=not args.no_verify)
+    model = XModalLM.from_pretrained(Path(args.checkpoint), upto=args.upto, verify=not args.no_verify)
     settings = {name: dict(path.spec.loader) for name, path in model.paths.items()}
     ds = MediaDataset.from_file(args.data, args.root, None)
     missing = sorted({r.modality for r in ds.records if not can_run(model, r.modality)})

@@ -57,10 +57,10 @@ def answer(model, modality: str, media_path: str | None, prompt: str, max_new_to
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..checkpoint import load_pretrained
+    from ..model import XModalLM
 
     check_request(args.modality, args.media, args.num_beams, args.max_new_tokens)
-    model = load_pretrained(Path(args.checkpoint), upto=args.upto, verify=not args.no_verify)
+    model = XModalLM.from_pretrained(Path(args.checkpoint), upto=args.upto, verify=not args.no_verify)
     out = answer(model, args.modality, args.media, args.prompt, args.max_new_tokens, args.num_beams)
     print(f"greedy: {out['greedy']}")
     if "beam" in out:
