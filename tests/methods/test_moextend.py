@@ -149,8 +149,10 @@ def test_usage_counts_real_tokens_only(tmp_path):
 def test_settings_are_checked():
     with pytest.raises(ValueError, match="routing"):
         get_method("moextend").check_settings({"routing": "sometimes"})
-    with pytest.raises(ValueError, match="unknown setting"):
-        get_method("moextend").check_settings({"experts": 2})
+    with pytest.raises(ValueError, match=r"unknown config key 'stages\[0\].settings.experts'"):
+        get_method("moextend").check_settings({"experts": 2}, where="stages[0].settings")
+    with pytest.raises(ValueError, match=r"'stages\[0\].settings.donor': expected one of 'most_used'"):
+        get_method("moextend").check_settings({"donor": "mostused"}, where="stages[0].settings")  # at creation
 
 
 def test_reference_preset_parameter_counts():

@@ -161,7 +161,7 @@ def test_explicit_layers_and_donors_win_over_measured_donors(tmp_path):
     ({"layers": [1, 2], "donors": [0]}, "1 entries for 2 'layers'"),
     ({"layers": [1, 1]}, "layer 1 twice"),
     ({"donors": [0]}, "needs settings 'layers'"),
-    ({"layers": [1], "donors": [[0, 1]]}, "'moextend settings.donors': layer 1 needs 1 distinct expert"),
+    ({"layers": [1], "donors": [[0, 1]]}, "settings.donors': layer 1 needs 1 distinct expert"),
     ({"layers": [1], "donors": [0, 0], "num_new_experts": 2}, "2 entries for 1 'layers'"),
     ({"layers": [1], "donors": [[2, 2]], "num_new_experts": 2}, "2 distinct expert"),
     ({"layers": [1], "donors": "first"}, "must be a list"),
@@ -202,7 +202,7 @@ def test_paper_preset_uses_the_published_layers_and_donors():
     st = load_run_config("configs/moextend/mixtral-8x7b-clip336.yaml").stages[0]
     assert st.settings["layers"] == [2, 3, 5, 6, 8, 9, 10, 12, 13, 14, 16, 17, 19, 20, 25, 27]
     assert st.settings["donors"] == [1, 3, 3, 1, 0, 7, 2, 7, 0, 5, 5, 3, 0, 3, 3, 1]
-    assert "layer_fraction" not in st.settings and get_method("moextend").defaults["layers"] is None
+    assert "layer_fraction" not in st.settings and get_method("moextend").check_settings({})["layers"] is None
 
 
 # ------------------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ model and trainer know nothing else about it. Register with `@register_method`.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from collections.abc import Iterable
 from pathlib import Path
@@ -45,18 +44,10 @@ class Method:
     #: phases whose `end_phase` measures the trained model on held-out data: a check on the meta
     #: device (the trainer's preflight, `modweave params`) cannot replay past them without weights
     data_phases: ClassVar[tuple[str, ...]] = ()
-    #: legacy form of `settings_cls`: a mapping of setting -> default (unknown keys refused, no types)
-    defaults: ClassVar[dict[str, Any] | None] = None
 
     def check_settings(self, settings: dict[str, Any], where: str | None = None) -> dict[str, Any]:
         """Settings `settings` completed with defaults; ValueError (naming the key) when one is bad."""
         where = where or f"method '{self.name}' settings"
-        if self.defaults is not None:
-            unknown = sorted(set(settings) - set(self.defaults))
-            if unknown:
-                raise ValueError(f"method '{self.name}': unknown setting '{unknown[0]}' "
-                                 f"(known: {', '.join(self.defaults) or 'none'})")
-            return {**copy.deepcopy(self.defaults), **settings}
         if settings is not None and not isinstance(settings, dict):
             raise ConfigError(f"config key '{where}': expected a mapping, got {type(settings).__name__}")
         out = to_dict(from_dict(self.settings_cls, settings or {}, where))

@@ -26,6 +26,7 @@ import copy
 import dataclasses
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -34,11 +35,12 @@ from torch import nn
 from .. import Method, register_method
 from ...config import ModalitySpec
 from ...connectors import MLPProjector
+from ...fields import setting
 from .balance import BalanceLoss, balance_term
 from .settings import check_layers_in_model, check_selection_settings, given_donors
 from .block import Calibration, ExpertExtension, ExtendedMoeBlock
 from .inject import extend_layer, extended_blocks, moe_blocks
-from .select import expert_usage, layer_count, layer_scores, pick_donors, select_layers
+from .select import DONOR_RULES, expert_usage, layer_count, layer_scores, pick_donors, select_layers
 
 if TYPE_CHECKING:
     from ...model import XModalLM
@@ -57,28 +59,37 @@ def original_routers(model: "XModalLM") -> dict[int, nn.Parameter]:
     return {layer: blk.gate.weight for layer, (_, _, blk) in moe_blocks(model.llm).items()}
 
 
+@dataclass
+class MoExtendSettings:
+    """`routing`: `open` (the paper: any token may pick the new experts) or `modality` (only rows of the
+    step's modality: text and earlier modalities stay bit-identical). Layer selection: `layer_fraction`
+    / `num_layers` of the MoE layers whose routing shifts most, or explicit `layers` (+ `donors`)."""
+
+    num_new_experts: int = setting(1, min=1)
+    routing: str = setting("open", choices=ROUTING)
+    donor: str = setting("most_used", choices=DONOR_RULES)
+    layer_fraction: float | None = 0.5  # in (0, 1]: checked with the other selection settings
+    num_layers: int | None = setting(None, min=1)
+    layers: list[int] | None = None
+    donors: Any = None  # a list parallel to `layers`, or a {layer: experts} mapping (settings.py checks it)
+    connector: str = setting("mlp", choices=("mlp", "qformer"))
+    projector_hidden: int | None = setting(None, min=1)
+    projector_layers: int = setting(2, min=1)
+    calibration_hidden: int = setting(16, min=1)
+
+
 @register_method
 class MoExtend(Method):
     name = "moextend"
     phases = ("align", "extender", "finetune")
     data_phases = ("extender",)  # layer selection measures routing on held-out batches
-    defaults = {"num_new_experts": 1, "routing": "open", "donor": "most_used", "layer_fraction": 0.5,
-                "num_layers": None, "layers": None, "donors": None, "connector": "mlp",
-                "projector_hidden": None, "projector_layers": 2, "calibration_hidden": 16}
+    settings_cls = MoExtendSettings
 
     def keeps_earlier_paths(self, settings: dict[str, Any]) -> bool:
         return settings["routing"] == "modality"  # open routing lets every token reach the new experts
 
-    def check_settings(self, settings: dict[str, Any], where: str | None = None) -> dict[str, Any]:
-        s = super().check_settings(settings, where)
-        if s["routing"] not in ROUTING:
-            raise ValueError(f"moextend: routing '{s['routing']}' unknown (known: {', '.join(ROUTING)})")
-        if s["connector"] not in ("mlp", "qformer"):
-            raise ValueError(f"moextend: connector '{s['connector']}' unknown (known: mlp, qformer)")
-        if int(s["num_new_experts"]) < 1:
-            raise ValueError("moextend: num_new_experts must be at least 1")
-        check_selection_settings(s, where or "moextend settings")
-        return s
+    def validate(self, settings: dict[str, Any], where: str) -> None:
+        check_selection_settings(settings, where)  # fraction range, layers, donors against layers
 
     # ------------------------------------------------------------------------------------------
 
