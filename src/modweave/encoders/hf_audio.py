@@ -12,9 +12,10 @@ Whisper's length (`options.length`): `padded` (default, what Whisper was trained
 encoder on the chunk's own T frames with the position embeddings sliced to `ceil(T / 2)`. Measured with
 Whisper tiny.en on espeak-ng digits in 2-s chunks, 2 CPU cores (benchmarks/real_whisper_digits.py):
 native is ~10x faster per encoder forward and per training step (0.7 vs 7.4 s at batch 16), 2.7x less
-peak memory, and `ana` reached 0.83 on held-out voices vs 0.69 padded (100 steps). `padded` stays the
-default because it is the encoder exactly as pretrained (and what existing configs get); use `native`
-for clips much shorter than 30 s. The setting is saved with the stage, so it is evaluated as trained.
+peak memory; accuracy on held-out voices after 100 steps moved both ways (`ana` 0.83 native vs 0.69
+padded, `lora` 0.80 vs 0.91). `padded` stays the default because it is the encoder exactly as pretrained
+(and what existing configs get); `native` is the choice for clips much shorter than 30 s when compute
+matters. The setting is saved with the stage, so a stage is evaluated as it was trained.
 """
 
 from __future__ import annotations
