@@ -36,3 +36,11 @@ def test_preset_round_trips_through_the_checked_parser(preset):
     cfg = load_run_config(REPO / preset)
     assert from_dict(ModelConfig, to_dict(cfg.model), "config") == cfg.model
     assert run_config(to_dict(cfg)) == cfg
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_preset_path_specs_fit_their_loaders(preset):
+    # what the trainer does before any data: each spec's num_frames folded into its loader settings
+    from modweave.training.data import resolve_spec_loaders
+
+    resolve_spec_loaders(load_run_config(REPO / preset))
