@@ -10,6 +10,7 @@ from transformers import InstructBlipConfig, InstructBlipForConditionalGeneratio
 from modweave.bases.instructblip import (build_empty, build_instructblip, load_instructblip_weights,
                                          map_instructblip_key, map_instructblip_state)
 from modweave.checkpoint import CheckpointError, stage_tensors
+from modweave.model import XModalLM
 
 
 def tiny_config() -> InstructBlipConfig:
@@ -59,7 +60,7 @@ def test_public_key_names_map_to_modweave_parts():
 
 def test_every_reference_tensor_lands_bit_for_bit(reference):
     ref, path = reference
-    model = build_instructblip(str(path), dtype="float32", load_tokenizers=False)
+    model = build_instructblip(str(path), dtype="float32", load_tokenizers=False, model_cls=XModalLM)
     ref_state = ref.state_dict()
     own = model.state_dict()
     for key, value in ref_state.items():
@@ -74,7 +75,7 @@ def test_every_reference_tensor_lands_bit_for_bit(reference):
 
 def test_encode_matches_transformers_instructblip(reference):
     ref, path = reference
-    model = build_instructblip(str(path), dtype="float32", load_tokenizers=False)
+    model = build_instructblip(str(path), dtype="float32", load_tokenizers=False, model_cls=XModalLM)
     pixels01 = torch.rand(2, 3, 16, 16)
     text = torch.randint(1, 50, (2, 5))
     mask = torch.ones_like(text)
@@ -95,11 +96,11 @@ def test_mismatching_checkpoint_is_a_clear_error(reference):
     ref, _ = reference
     state = dict(ref.state_dict())
     state["language_projection.weight"] = torch.zeros(3, 3)
-    model = build_empty(tiny_config(), "tiny", "float32")
+    model = build_empty(tiny_config(), "tiny", "float32", model_cls=XModalLM)
     with pytest.raises(CheckpointError, match=r"connectors.base.proj.weight: file \[3, 3\]"):
         load_instructblip_weights(model, iter([("shard-1", state)]))
     state = {k: v for k, v in ref.state_dict().items() if not k.startswith("qformer.encoder.layer.1.")}
-    model = build_empty(tiny_config(), "tiny", "float32")
+    model = build_empty(tiny_config(), "tiny", "float32", model_cls=XModalLM)
     with pytest.raises(CheckpointError, match=r"unfilled .*connectors.base.qformer.encoder.layer.1"):
         load_instructblip_weights(model, iter([("shard-1", state)]))
 
@@ -159,7 +160,7 @@ def test_base_on_the_meta_device_reads_no_weight(reference, tmp_path):
     cfg.llm.dtype = "float32"
     meta = XModalLM.build(cfg, device="meta")
     assert all(t.is_meta for t in meta.state_dict().values())
-    real = build_instructblip(str(path), dtype="float32", load_tokenizers=False)
+    real = build_instructblip(str(path), dtype="float32", load_tokenizers=False, model_cls=XModalLM)
     assert {n: p.shape for n, p in meta.named_parameters()} == {n: p.shape for n, p in real.named_parameters()}
     meta.add_modality("video", method="ana", encoder="image", cue=" video: ")  # grows like the real one
     assert any(p.requires_grad for p in meta.parameters())

@@ -24,14 +24,13 @@ from .data.collate import IGNORE_INDEX, MEDIA_TOKEN_ID
 from .encoders import build_encoder
 from .llm import build_llm, is_moe
 from .methods import get_method
-from .paths import ModalityPath
+from .paths import BASE_CONNECTOR, ModalityPath
 from .stages import StageRecord, stage_name
 from .tokenizer import build_tokenizer
 from .utils import seeded
 
 logger = logging.getLogger(__name__)
 
-BASE_CONNECTOR = "base"
 # free-form answers (`generate`); evaluation's one-word answers use EvalConfig.max_new_tokens
 GENERATE_MAX_NEW_TOKENS = 16
 
@@ -82,7 +81,7 @@ class XModalLM(nn.Module):
         if config.base:  # a ready-made base from a real checkpoint (e.g. InstructBLIP)
             from .bases import build_base
 
-            return build_base(config, device)
+            return build_base(config, device, model_cls=cls)
         meta = device is not None and torch.device(device).type == "meta"
         tokenizer = None if (meta and config.tokenizer.kind == "hf") else build_tokenizer(config.tokenizer)
         special = {}
@@ -101,9 +100,14 @@ class XModalLM(nn.Module):
             for i, spec in enumerate(config.base_modalities):
                 with seeded(config.connector.seed + 1 + i):  # base query tokens: deterministic per seed
                     model.new_path(spec, connector=BASE_CONNECTOR, input_norm=False)
-        model.freeze_all()
-        model._record_new_keys()
-        return model
+        return model.finish_build()
+
+    def finish_build(self) -> "XModalLM":
+        """The one ending of every build path (`build`, a registered base): everything frozen, the
+        base stage owns every state key there is. Returns the model."""
+        self.freeze_all()
+        self._record_new_keys()
+        return self
 
     def _record_new_keys(self) -> None:
         """Note the state keys that appeared since the previous stage as the current stage's own."""
@@ -538,5 +542,5 @@ class XModalLM(nn.Module):
         conn = self.connectors[BASE_CONNECTOR]
         if conn.instruction_input:
             # InstructBLIP's Q-Former reads the instruction with its own (BERT) tokenizer
-            qtok = conn.instruction_tokenizer or getattr(self, "qformer_tokenizer", None) or self.tokenizer
+            qtok = conn.instruction_tokenizer or self.tokenizer
         return Collator(self.tokenizer, self.config.prompt, train=train, qformer_tokenizer=qtok, **kwargs)

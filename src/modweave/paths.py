@@ -7,6 +7,8 @@ from torch import nn
 
 from .config import ModalitySpec
 
+BASE_CONNECTOR = "base"  # the base model's connector in `model.connectors` (methods may add others)
+
 
 class ModalityPath(nn.Module):
     """The modality-specific parts of one path. The encoder and connector live in the model (they may

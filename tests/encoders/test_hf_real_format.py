@@ -115,12 +115,13 @@ def test_instructblip_base_on_meta_reads_no_shard(ckpts, tmp_path):
     from modweave.bases.instructblip import build_instructblip
 
     folder, _ = ckpts["instructblip"]
-    meta = build_instructblip(str(_without_weights(folder, tmp_path)), dtype="float32", device="meta")
+    meta = build_instructblip(str(_without_weights(folder, tmp_path)), dtype="float32", device="meta",
+                              model_cls=XModalLM)
     assert all(t.is_meta for t in meta.state_dict().values())
-    real = build_instructblip(str(folder), dtype="float32")
+    real = build_instructblip(str(folder), dtype="float32", model_cls=XModalLM)
     assert {n: p.shape for n, p in meta.named_parameters()} == {n: p.shape for n, p in real.named_parameters()}
     with pytest.raises(Exception):  # the real build does need the weights
-        build_instructblip(str(_without_weights(folder, tmp_path / "again")), dtype="float32")
+        build_instructblip(str(_without_weights(folder, tmp_path / "again")), dtype="float32", model_cls=XModalLM)
 
 
 def test_build_llm_detects_a_meta_device_context(ckpts, tmp_path):
@@ -288,7 +289,7 @@ def test_checkpoint_with_custom_code_is_refused_and_nothing_runs(tmp_path, targe
         "hf-vision-meta": lambda: _on_meta(lambda: build_encoder(EncoderConfig(kind="hf-vision", name_or_path=str(folder)))),
         "hf-whisper": lambda: build_encoder(EncoderConfig(kind="hf-whisper", name_or_path=str(folder))),
         "processor": lambda: get_modality("audio").load(wav, {"features": "whisper", "processor": str(folder)}),
-        "instructblip": lambda: build_instructblip(str(folder), dtype="float32"),
+        "instructblip": lambda: build_instructblip(str(folder), dtype="float32", model_cls=XModalLM),
     }[target]
     with pytest.raises(ValueError) as err:
         load()

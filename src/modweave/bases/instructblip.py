@@ -20,20 +20,24 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from accelerate import init_empty_weights
 from transformers import (AutoModelForCausalLM, AutoTokenizer, InstructBlipConfig, InstructBlipQFormerModel,
                           InstructBlipVisionModel)
 
-from ..checkpoint import CheckpointError
-from .hub import from_pretrained, is_meta, one_line, refuse_remote_code
+from ..checkpoint_manifest import CheckpointError
 from ..config import ConnectorConfig, LLMConfig, ModalitySpec, ModelConfig, PromptConfig, TokenizerConfig
 from ..connectors.qformer import QFormerConnector
 from ..encoders.hf import CLIP_MEAN, CLIP_STD, HFVisionEncoder
 from ..llm import torch_dtype
-from ..model import BASE_CONNECTOR, XModalLM
+from ..paths import BASE_CONNECTOR
+from . import register_base
+from .hub import from_pretrained, is_meta, one_line, refuse_remote_code
+
+if TYPE_CHECKING:
+    from ..model import XModalLM
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +94,7 @@ def instructblip_model_config(config: InstructBlipConfig, name_or_path: str, dty
 
 
 def build_empty(config: InstructBlipConfig, name_or_path: str, dtype: str = "bfloat16",
-                tokenizer: Any = None) -> XModalLM:
+                tokenizer: Any = None, *, model_cls: type) -> "XModalLM":
     """The InstructBLIP-shaped XModalLM with parameters on the meta device (buffers real)."""
     dt = torch_dtype(dtype)
     with init_empty_weights(include_buffers=False):
@@ -99,7 +103,7 @@ def build_empty(config: InstructBlipConfig, name_or_path: str, dtype: str = "bfl
         connector = QFormerConnector(qformer, config.text_config.hidden_size, config.num_query_tokens)
         vision = InstructBlipVisionModel(config.vision_config)
     encoder = HFVisionEncoder(vision, config.vision_config.image_size, CLIP_MEAN, CLIP_STD)
-    model = XModalLM(instructblip_model_config(config, name_or_path, dtype), llm, tokenizer, connector)
+    model = model_cls(instructblip_model_config(config, name_or_path, dtype), llm, tokenizer, connector)
     model.encoders["image"] = encoder
     with init_empty_weights(include_buffers=False):
         model.new_path(model.config.base_modalities[0], connector=BASE_CONNECTOR, input_norm=False)
@@ -129,7 +133,7 @@ def read_shards(files: list[Path]) -> Iterator[tuple[Path, dict[str, torch.Tenso
                   else torch.load(str(f), map_location="cpu", weights_only=True))
 
 
-def load_instructblip_weights(model: XModalLM, shards: Iterator[tuple[Any, dict[str, torch.Tensor]]],
+def load_instructblip_weights(model: "XModalLM", shards: Iterator[tuple[Any, dict[str, torch.Tensor]]],
                               device: str | torch.device = "cpu") -> None:
     """Map, check and assign every shard; afterwards every parameter must have been filled."""
     own = model.state_dict()
@@ -156,10 +160,12 @@ def load_instructblip_weights(model: XModalLM, shards: Iterator[tuple[Any, dict[
 
 
 def build_instructblip(name_or_path: str = "Salesforce/instructblip-vicuna-7b", dtype: str = "bfloat16",
-                       device: str | torch.device = "cpu", load_tokenizers: bool = True) -> XModalLM:
+                       device: str | torch.device = "cpu", load_tokenizers: bool = True, *,
+                       model_cls: type) -> "XModalLM":
     """The PathWeave base: an XModalLM with InstructBLIP's vision tower, Q-Former, query tokens,
-    language projection and LLM, all frozen. `model.qformer_tokenizer` is the checkpoint's BERT
-    tokenizer (subfolder `qformer_tokenizer`), which the Q-Former instruction must be tokenised with.
+    language projection and LLM, all frozen. The base connector's `instruction_tokenizer` is the
+    checkpoint's BERT tokenizer (subfolder `qformer_tokenizer`), which the Q-Former instruction must be
+    tokenised with.
     `device="meta"`: the architecture from the config alone (no weight, no tokenizer read)."""
     meta = is_meta(device)
     refuse_remote_code(name_or_path)
@@ -173,16 +179,20 @@ def build_instructblip(name_or_path: str = "Salesforce/instructblip-vicuna-7b", 
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
         qtok = from_pretrained(AutoTokenizer, name_or_path, subfolder="qformer_tokenizer")
-    model = build_empty(config, name_or_path, dtype, tokenizer)
+    model = build_empty(config, name_or_path, dtype, tokenizer, model_cls=model_cls)
     if meta:  # architecture only: no shard is read; the buffers join the parameters on meta
         model.to("meta")
     else:
         load_instructblip_weights(model, read_shards(checkpoint_shards(name_or_path)), device)
-    model.qformer_tokenizer = qtok
+    model.connectors[BASE_CONNECTOR].instruction_tokenizer = qtok  # the Q-Former reads BERT-tokenised text
     for part in (model.llm, model.encoders["image"], model.connectors[BASE_CONNECTOR]):
         part._modweave_external = True  # stage files keep only what modweave trains
-    model.freeze_all()
-    model._record_new_keys()
+    model.finish_build()
     model.eval()
     logger.info("InstructBLIP base loaded from %s (%s)", name_or_path, dtype)
     return model
+
+
+@register_base("instructblip")
+def _instructblip_base(name_or_path: str, config: ModelConfig, device: Any, model_cls: type) -> "XModalLM":
+    return build_instructblip(name_or_path, dtype=config.llm.dtype, device=device, model_cls=model_cls)

@@ -67,11 +67,11 @@ def load_hf_module(cfg: EncoderConfig, model_cls_for: dict[str, type] | None = N
     config = pretrained_config(cfg.name_or_path)
     cls = (model_cls_for or {}).get(config.model_type)
     if is_meta():  # architecture only: the caller's meta device context holds every tensor
-        model = cls(config).to(dtype) if cls else AutoModel.from_config(config, dtype=dtype, trust_remote_code=False)
+        module = cls(config).to(dtype) if cls else AutoModel.from_config(config, dtype=dtype, trust_remote_code=False)
     else:
-        model = from_pretrained(cls or AutoModel, cfg.name_or_path, dtype=dtype)
-    model._modweave_external = True  # weights come from the checkpoint, not from modweave checkpoints
-    return model
+        module = from_pretrained(cls or AutoModel, cfg.name_or_path, dtype=dtype)
+    module._modweave_external = True  # weights come from the checkpoint, not from modweave checkpoints
+    return module
 
 
 class HFVisionEncoder(nn.Module):
