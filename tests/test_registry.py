@@ -90,3 +90,19 @@ def test_modalities_register_through_the_helper():
     with pytest.raises(ValueError, match="modality 'image' is already registered"):
         register_modality("image")(type("Fake", (Modality,), {}))
     assert type(MODALITIES.get("image")).__name__ != "Fake"
+
+
+def test_encoders_register_through_the_helper():
+    from modweave.encoders import ENCODERS, list_encoders, register_encoder
+
+    assert {"tiny-image", "tiny-audio", "tiny-points", "hf-vision", "hf-whisper", "hf-ast", "beats",
+            "pointbert"} <= set(list_encoders())
+    with pytest.raises(ValueError, match="encoder 'tiny-image' is already registered"):
+        register_encoder("tiny-image")(lambda cfg: None)
+    assert ENCODERS.get("tiny-image")[0].__name__ != "<lambda>"
+
+
+def test_bases_register_through_the_helper():
+    from modweave.bases import list_bases
+
+    assert list_bases() == ["instructblip"]

@@ -58,7 +58,7 @@ _sha256 = sha256_file
 
 
 def _external(model: "XModalLM") -> set[str]:
-    """State keys of modules loaded from elsewhere (hub encoders/LLMs marked `_modweave_external`)."""
+    """State keys of modules loaded from elsewhere (hub encoders/LLMs marked `modweave_external`)."""
     return set().union(*(module_keys(p, m) for p, m in external_modules(model).items()))
 
 
@@ -327,7 +327,7 @@ def _adopt_copied(model: "XModalLM", loaded: set[str]) -> None:
     for prefix, mod in external_modules(model).items():
         keys = module_keys(prefix, mod)
         if keys and keys <= loaded:
-            object.__setattr__(mod, "_modweave_external", False)
+            object.__setattr__(mod, "modweave_external", False)
 
 
 def load_pretrained(save_dir: Path | str, upto: str | None = None, device: str | torch.device | None = None,

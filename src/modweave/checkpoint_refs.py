@@ -16,8 +16,8 @@ without a word, the record names the source and pins it:
 - a hub id: the same hashes of the cached snapshot's files, plus its commit (`revision`); a different
   commit alone is a warning (a new commit need not change the weights), different weights an error.
 
-Which modules: those marked `_modweave_external = True` (encoders, bases), plus an `hf` LLM not marked
-either way. A module may say where it came from with `_modweave_source = {"name_or_path": ...,
+Which modules: those marked `modweave_external = True` (encoders, bases), plus an `hf` LLM not marked
+either way. A module may say where it came from with `modweave_source = {"name_or_path": ...,
 "revision": ...}`; otherwise the inner transformers config's `_name_or_path`, or the config's own
 `name_or_path`, is used (transformers v5 no longer keeps the commit on the config: it is read from the
 hub cache's snapshot folder).
@@ -63,7 +63,7 @@ def external_modules(model: "XModalLM") -> dict[str, nn.Module]:
     for prefix, mod in model.named_modules():
         if not prefix or any(prefix.startswith(p + ".") for p in found):
             continue
-        flag = getattr(mod, "_modweave_external", None)
+        flag = getattr(mod, "modweave_external", None)
         if flag is None and prefix == "llm":  # llm.py does not mark a from_pretrained LLM
             flag = _llm_from_checkpoint(model)
         if flag:
@@ -109,7 +109,7 @@ def _inner_config(mod: nn.Module) -> Any:
 
 def _declared_source(model: "XModalLM", prefix: str, mod: nn.Module, stage_spec: dict | None) -> dict[str, Any]:
     """name_or_path / revision of a module: its own declaration, its transformers config, or the config."""
-    src = getattr(mod, "_modweave_source", None)
+    src = getattr(mod, "modweave_source", None)
     if isinstance(src, dict) and src.get("name_or_path"):
         return {"name_or_path": str(src["name_or_path"]), "revision": src.get("revision")}
     cfg = _inner_config(mod)

@@ -83,7 +83,8 @@ def _frames(spec: Any) -> int:
     if modality.frames_setting is None:
         return spec.num_frames or 1
     settings = modality.make_settings(loader_settings_for(spec))
-    return int(getattr(settings, modality.frames_setting))
+    value = getattr(settings, modality.frames_setting)  # None: decided when a file loads (one chunk)
+    return int(value) if value else (spec.num_frames or 1)
 
 
 def _media_tokens(model: XModalLM, modality: str, default: int) -> int:

@@ -83,7 +83,10 @@ class XModalLM(nn.Module):
 
             return build_base(config, device, model_cls=cls)
         meta = device is not None and torch.device(device).type == "meta"
-        tokenizer = None if (meta and config.tokenizer.kind == "hf") else build_tokenizer(config.tokenizer)
+        # on the meta device a hub tokenizer is not fetched (no download for an architecture); a local
+        # one is read (files only, no weights), so the connector's text vocabulary is exact
+        local = config.tokenizer.kind != "hf" or Path(config.tokenizer.name_or_path or "").is_dir()
+        tokenizer = build_tokenizer(config.tokenizer) if (local or not meta) else None
         special = {}
         vocab = None
         if tokenizer is not None:
@@ -91,6 +94,8 @@ class XModalLM(nn.Module):
             special = {k: getattr(tokenizer, f"{k}") for k in ("pad_token_id", "bos_token_id", "eos_token_id")}
         llm = build_llm(config.llm, vocab, special, device=device)
         llm_width = llm.config.get_text_config().hidden_size
+        if vocab is None:  # a hub tokenizer on meta: the LLM's vocabulary is the closest count
+            vocab = llm.config.get_text_config().vocab_size
         ctx = torch.device("meta") if meta else torch.device("cpu")
         with ctx:
             connector = build_connector(config.connector, llm_width, vocab)
@@ -314,7 +319,7 @@ class XModalLM(nn.Module):
         self.freeze_all()
         for flag, mod in ((llm, self.llm), (connector, self.connectors[BASE_CONNECTOR]), (paths, self.paths)):
             if flag:
-                mod._modweave_external = False  # trained here: its weights must go into the checkpoint
+                mod.modweave_external = False  # trained here: its weights must go into the checkpoint
                 for p in mod.parameters():
                     p.requires_grad_(True)
 

@@ -38,7 +38,7 @@ def test_beats_checkpoint_roundtrip_and_mismatch(tmp_path):
     enc = build_encoder(EncoderConfig(kind="beats", name_or_path=str(path)))
     x = torch.randn(2, 18, 8) - 6  # 18 frames: truncated to 16 (a multiple of the patch)
     out = enc(x)
-    assert out.shape == (2, (16 // 4) * (8 // 4), 16) and enc._modweave_external
+    assert out.shape == (2, (16 // 4) * (8 // 4), 16) and enc.modweave_external
     with torch.no_grad():
         assert torch.equal(out, src(x))
 
@@ -120,7 +120,7 @@ def test_checkpoint_builds_on_meta_check_shapes_without_loading(tmp_path):
         with torch.device("meta"):
             enc = build_encoder(EncoderConfig(kind=kind, name_or_path=str(tmp_path / f"{'beats' if kind == 'beats' else 'pb'}.pt"),
                                               options=opts))
-        assert all(p.is_meta for p in enc.parameters()) and enc._modweave_external
+        assert all(p.is_meta for p in enc.parameters()) and enc.modweave_external
         assert {k: v.shape for k, v in enc.state_dict().items()} == {k: v.shape for k, v in src.state_dict().items()}
     state = dict(beats.state_dict())
     state["encoder.layers.0.fc2.weight"] = torch.zeros(2, 2)

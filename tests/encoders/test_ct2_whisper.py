@@ -110,7 +110,7 @@ def test_reader_gives_back_the_encoder(tmp_path, tiny_encoder, dtype, atol):
     with torch.no_grad():
         expected = tiny_encoder(input_features=x.transpose(1, 2)).last_hidden_state
         assert torch.allclose(enc(x), expected, atol=1e-5 if atol == 0 else 0.1)
-    assert enc._modweave_external and enc._modweave_source["name_or_path"] == str(tmp_path)
+    assert enc.modweave_external and enc.modweave_source["name_or_path"] == str(tmp_path)
     with torch.device("meta"):
         meta = build_encoder(EncoderConfig(kind="hf-whisper", name_or_path=f"ct2:{tmp_path}"))
     assert all(p.is_meta for p in meta.parameters())

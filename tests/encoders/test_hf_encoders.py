@@ -40,7 +40,7 @@ def test_hf_vision_normalises_resizes_and_selects(tmp_path, family, select_layer
                     num_attention_heads=2, image_size=16, patch_size=8)
     enc = build_encoder(EncoderConfig(kind="hf-vision", name_or_path=str(tmp_path),
                                       options={"select_layer": select_layer, "drop_cls": drop_cls}))
-    assert enc.output_width == 16 and enc.frame_dims == 3 and enc._modweave_external
+    assert enc.output_width == 16 and enc.frame_dims == 3 and enc.modweave_external
     x = torch.rand(2, 3, 16, 16)
     out = enc(x)
     std = enc.std.view(3)

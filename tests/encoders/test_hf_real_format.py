@@ -45,7 +45,7 @@ def test_encoder_builds_architecture_only_on_meta(ckpts, tmp_path, name):
     with torch.device("meta"):
         enc = build_encoder(EncoderConfig(**rf.encoder_entry(name, bare)))
     params = list(enc.parameters())
-    assert params and all(p.is_meta for p in params) and enc._modweave_external
+    assert params and all(p.is_meta for p in params) and enc.modweave_external
     real = build_encoder(EncoderConfig(**rf.encoder_entry(name, folder)))
     assert sum(p.numel() for p in params) == sum(p.numel() for p in real.parameters())
     assert enc.output_width == real.output_width

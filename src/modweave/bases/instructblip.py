@@ -186,7 +186,7 @@ def build_instructblip(name_or_path: str = "Salesforce/instructblip-vicuna-7b", 
         load_instructblip_weights(model, read_shards(checkpoint_shards(name_or_path)), device)
     model.connectors[BASE_CONNECTOR].instruction_tokenizer = qtok  # the Q-Former reads BERT-tokenised text
     for part in (model.llm, model.encoders["image"], model.connectors[BASE_CONNECTOR]):
-        part._modweave_external = True  # stage files keep only what modweave trains
+        part.modweave_external = True  # stage files keep only what modweave trains
     model.finish_build()
     model.eval()
     logger.info("InstructBLIP base loaded from %s (%s)", name_or_path, dtype)

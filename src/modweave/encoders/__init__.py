@@ -3,6 +3,10 @@
 An encoder is an `nn.Module` with an `output_width: int` attribute whose `forward(x)` maps a batch of
 single frames/chunks/clouds `[N, ...]` to tokens `[N, T, output_width]`. Frames of a video, depth pair
 or audio chunks are flattened into N by the model before the encoder sees them.
+
+A module loaded from a checkpoint elsewhere (a hub id or a local folder) carries `modweave_external =
+True` (and may carry `modweave_source = {"name_or_path", "revision"}`): stage files reference it, by
+source and content hashes, instead of copying its weights.
 """
 
 from __future__ import annotations
@@ -12,46 +16,49 @@ from collections.abc import Callable
 from torch import nn
 
 from ..config import EncoderConfig
+from ..registry import Registry
 
 EncoderBuilder = Callable[[EncoderConfig], nn.Module]
-_REGISTRY: dict[str, EncoderBuilder] = {}
-_OPTIONS: dict[str, type | None] = {}
+ENCODERS: "Registry[tuple[EncoderBuilder, type | None]]" = Registry("encoder")
 
 
 def register_encoder(kind: str, options: type | None = None) -> Callable[[EncoderBuilder], EncoderBuilder]:
-    """Register a builder for `kind`; `options`: the dataclass its `cfg.options` must follow (None: any)."""
+    """Register a builder for `kind` (a second builder of that kind is refused); `options`: the
+    dataclass its `cfg.options` must follow (None: any)."""
 
     def deco(fn: EncoderBuilder) -> EncoderBuilder:
-        _REGISTRY[kind] = fn
-        _OPTIONS[kind] = options
+        ENCODERS.add(kind, (fn, options))
         return fn
 
     return deco
 
 
+def _entry(kind: str) -> tuple[EncoderBuilder, type | None]:
+    _load_builtin()
+    try:
+        return ENCODERS.get(kind)
+    except ValueError:
+        raise ValueError(f"unknown encoder kind '{kind}' (known: {', '.join(ENCODERS.names())})") from None
+
+
 def encoder_options(kind: str) -> type | None:
     """The options dataclass of encoder `kind` (None: not declared); ValueError for an unknown kind."""
-    _load_builtin()
-    if kind not in _REGISTRY:
-        raise ValueError(f"unknown encoder kind '{kind}' (known: {', '.join(sorted(_REGISTRY))})")
-    return _OPTIONS.get(kind)
+    return _entry(kind)[1]
 
 
 def list_encoders() -> list[str]:
     _load_builtin()
-    return sorted(_REGISTRY)
+    return ENCODERS.names()
 
 
 def build_encoder(cfg: EncoderConfig) -> nn.Module:
     """Build the encoder of `cfg.kind`, frozen (every parameter `requires_grad=False`)."""
-    _load_builtin()
-    if cfg.kind not in _REGISTRY:
-        raise ValueError(f"unknown encoder kind '{cfg.kind}' (known: {', '.join(sorted(_REGISTRY))})")
-    if _OPTIONS.get(cfg.kind) is not None:  # the same check the config runs at parse time
+    builder, options = _entry(cfg.kind)
+    if options is not None:  # the same check the config runs at parse time
         from ..fields import check_fields
 
-        check_fields(_OPTIONS[cfg.kind], cfg.options or {}, f"encoder.options ({cfg.kind})")
-    enc = _REGISTRY[cfg.kind](cfg)
+        check_fields(options, cfg.options or {}, f"encoder.options ({cfg.kind})")
+    enc = builder(cfg)
     for p in enc.parameters():
         p.requires_grad_(False)
     enc.eval()
@@ -59,9 +66,5 @@ def build_encoder(cfg: EncoderConfig) -> nn.Module:
 
 
 def _load_builtin() -> None:
-    from . import tiny  # noqa: F401  (registers the tiny encoders)
-
-    try:  # real encoders are optional extras
-        from . import hf  # noqa: F401
-    except ImportError:
-        pass
+    # importing registers them; transformers is a dependency, so an ImportError here is a real error
+    from . import hf, tiny  # noqa: F401

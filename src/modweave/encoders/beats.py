@@ -249,7 +249,7 @@ def build_beats(cfg: EncoderConfig) -> BEATsEncoder:
         bcfg, state = load_beats_checkpoint(cfg.name_or_path)
         enc = BEATsEncoder(bcfg)
         load_strict(enc, state, cfg.name_or_path)
-        enc._modweave_external = True
+        enc.modweave_external = True
         return enc
     with seeded(cfg.seed):
         return BEATsEncoder(BEATsConfig.from_dict(cfg.options))

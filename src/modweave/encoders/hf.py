@@ -12,7 +12,7 @@ parameter counts); anything else is a checkpoint (hub id, local directory; `ct2:
 `from_pretrained(trust_remote_code=False)`, which honours `HF_HUB_OFFLINE`. On the meta device (inside
 `with torch.device("meta")`, as `XModalLM.get_encoder` builds next to a meta model: the trainer's
 preflight, `modweave params`) a checkpoint is built from its config alone: no weight is read.
-Every module loaded from a checkpoint is marked `_modweave_external` so checkpoints do not copy it.
+Every module loaded from a checkpoint is marked `modweave_external` so checkpoints do not copy it.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def load_hf_module(cfg: EncoderConfig, model_cls_for: dict[str, type] | None = N
         module = cls(config).to(dtype) if cls else AutoModel.from_config(config, dtype=dtype, trust_remote_code=False)
     else:
         module = from_pretrained(cls or AutoModel, cfg.name_or_path, dtype=dtype)
-    module._modweave_external = True  # weights come from the checkpoint, not from modweave checkpoints
+    module.modweave_external = True  # weights come from the checkpoint, not from modweave checkpoints
     return module
 
 
@@ -136,7 +136,7 @@ def build_hf_vision(cfg: EncoderConfig) -> HFVisionEncoder:
     mean = tuple(o.get("image_mean") or pre.get("image_mean") or (HALF if siglip else CLIP_MEAN))
     std = tuple(o.get("image_std") or pre.get("image_std") or (HALF if siglip else CLIP_STD))
     enc = HFVisionEncoder(model, size, mean, std, o.get("select_layer", -1), o.get("drop_cls", False))
-    enc._modweave_external = getattr(model, "_modweave_external", False)
+    enc.modweave_external = getattr(model, "modweave_external", False)
     return enc
 
 

@@ -133,11 +133,11 @@ def build_hf_whisper(cfg: EncoderConfig) -> WhisperAudioEncoder:
     else:
         model = load_hf_module(cfg, {"whisper": WhisperModel})
         encoder = model.get_encoder() if hasattr(model, "get_encoder") else model
-        external = getattr(model, "_modweave_external", False)
+        external = getattr(model, "modweave_external", False)
     enc = WhisperAudioEncoder(encoder, features, length)
-    enc._modweave_external = external
+    enc.modweave_external = external
     if source:
-        enc._modweave_source = source
+        enc.modweave_source = source
     return enc
 
 
@@ -196,5 +196,5 @@ def build_hf_ast(cfg: EncoderConfig) -> ASTAudioEncoder:
         fe = feature_extractor("ast", cfg.name_or_path)
         mean, std = fe.mean, fe.std
     enc = ASTAudioEncoder(model, cfg.options.get("drop_cls", False), features, mean, std)
-    enc._modweave_external = getattr(model, "_modweave_external", False)
+    enc.modweave_external = getattr(model, "modweave_external", False)
     return enc

@@ -208,7 +208,7 @@ def build_pointbert(cfg: EncoderConfig) -> PointBERTEncoder:
         state = ulip_point_state(raw)
         enc = PointBERTEncoder(config_from_state(state, base))
         load_strict(enc, state, cfg.name_or_path)
-        enc._modweave_external = True
+        enc.modweave_external = True
         return enc
     with seeded(cfg.seed):
         return PointBERTEncoder(base)

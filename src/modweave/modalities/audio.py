@@ -190,6 +190,7 @@ class AudioModality(Modality):
 
     extensions = AUDIO_EXTENSIONS
     settings_cls = AudioSettings
+    frames_setting = "num_chunks"  # a path spec's num_frames is its number of chunks
 
     def _load(self, path: Path, settings: AudioSettings) -> torch.Tensor:
         path = self.check_path(path)
