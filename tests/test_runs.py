@@ -252,3 +252,22 @@ def test_a_spec_num_frames_reaches_the_loader_or_is_refused(tmp_path, digits_roo
         trainer("stages.0.modality.num_frames=3")  # the loader says 2
     with pytest.raises(ConfigError, match=r"model.base_modalities\[0\].*at most 1 frame"):
         trainer("model.base_modalities.0.num_frames=2")
+
+
+def test_tiny_preset_runs_on_mcl_digits_and_unknown_words_warn(tmp_path, caplog):
+    tiny = CONFIG.parent / "tiny.yaml"
+    fast = ["train.steps=1", "train.base.steps=1", "eval.enabled=false", "train.batch_size=4"]
+    root = f"data.root={tmp_path / 'd'}"
+    with caplog.at_level("WARNING", logger="modweave"):
+        assert main(["train", str(tiny), root, *fast, "--out", str(tmp_path / "a")]) == 0
+    warned = [r.getMessage() for r in caplog.records if "map to <unk>" in r.getMessage()]
+    assert warned and "words in the run's prompts and answers" in warned[0]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="modweave"):  # an empty corpus is learnt from the data: no <unk>
+        assert main(["train", str(tiny), root, *fast, "model.tokenizer.corpus=[]", "--out", str(tmp_path / "b")]) == 0
+    assert not [r for r in caplog.records if "map to <unk>" in r.getMessage()]
+    from modweave.model import XModalLM
+
+    tok = XModalLM.from_pretrained(tmp_path / "b" / "checkpoint").tokenizer
+    ids = tok("what digit is shown ?", add_special_tokens=False).input_ids
+    assert tok.unk_token_id not in ids

@@ -98,6 +98,7 @@ class ContinualTrainer:
         self.data = RunData(cfg, self.data_cfg, self.parent_specs)
         self.base_modalities = self._base_modalities()
         stage_mods = [s.modality.name for s in cfg.stages]
+        self._fill_word_corpus([*self.base_modalities, *stage_mods])
         self.columns = list(self.eval_cfg.modalities or [*self.base_modalities, *stage_mods])
         self.learned_at = [0 if m in self.base_modalities else (stage_mods.index(m) + 1 if m in stage_mods else None)
                            for m in self.columns]
@@ -115,6 +116,35 @@ class ContinualTrainer:
             return list(self.data_cfg.base_modalities)
         names = ["text"] if self.data.has("text", "train") else []
         return names + [m.name for m in self.cfg.model.base_modalities] + self.parent_modalities
+
+    def _fill_word_corpus(self, modalities: list[str]) -> None:
+        """A word-level tokenizer with an empty `corpus` learns its words from the run's own data (every
+        prompt, answer and candidate) and the paths' cues, so no prompt word becomes `<unk>`."""
+        tok = self.cfg.model.tokenizer
+        if self.parent is not None or tok.kind != "word" or tok.corpus:
+            return
+        specs = [*self.cfg.model.base_modalities, *(st.modality for st in self.cfg.stages)]
+        tok.corpus = sorted(set(self.data.texts(modalities)) | {s.cue for s in specs if s.cue})
+        logger.info("word tokenizer: corpus from the run's data (%d texts)", len(tok.corpus))
+
+    def _warn_unknown_words(self, model: Any, modalities: list[str]) -> None:
+        """Prompt or answer words a word-level tokenizer does not know become `<unk>`: say how many."""
+        tok = model.tokenizer
+        if tok is None or self.cfg.model.tokenizer.kind != "word":
+            return
+        texts = self.data.texts(modalities)
+        unk, total, examples = 0, 0, []
+        for text in texts:
+            words = text.split()
+            ids = tok(text, add_special_tokens=False).input_ids
+            n = sum(1 for i in ids if i == tok.unk_token_id)
+            unk, total = unk + n, total + len(words)
+            if n and len(examples) < 3:
+                examples.append(text)
+        if unk:
+            logger.warning("word tokenizer: %d of %d words in the run's prompts and answers map to <unk> (not in "
+                           "model.tokenizer.corpus; e.g. in %s): leave corpus empty to learn it from the data",
+                           unk, total, "; ".join(repr(e) for e in examples))
 
     def _recorded_parent(self) -> Path | None:
         try:
@@ -164,6 +194,7 @@ class ContinualTrainer:
             model = XModalLM.from_pretrained(self.parent)
         else:
             model = XModalLM.build(self.cfg.model, device="meta")
+            self._warn_unknown_words(model, [*self.base_modalities, *(st.modality.name for st in self.cfg.stages)])
             for m in self.base_modalities:
                 self._check_shape(model, m, "model.base_modalities")
             model.end_stage()

@@ -130,6 +130,17 @@ class RunData:
             self._cache[key] = CachedDataset(ds, self.data.cache)
         return self._cache[key]
 
+    def texts(self, modalities: Sequence[str]) -> list[str]:
+        """Every prompt, answer and candidate of `modalities`' train and test files (what a word-level
+        tokenizer must know)."""
+        out: list[str] = []
+        for m in modalities:
+            for split in ("train", "test"):
+                if self.has(m, split):
+                    for r in self._records(m, split):
+                        out += [r.prompt, r.answer, *(r.candidates or [])]
+        return out
+
     def train(self, modality: str) -> CachedDataset:
         return self._dataset(modality, "train")
 
