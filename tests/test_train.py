@@ -290,3 +290,26 @@ def test_phase_overrides_apply_to_their_phase_only():
         "align": (1e-3, 4), "extender": (1e-3, 4), "finetune": (2e-5, 4)}
     with pytest.raises(ConfigError, match=r"stages\[0\].train.phases.tune"):
         phase_train_configs(TrainConfig(), {"phases": {"tune": {}}}, ("align",), "stages[0].train")
+
+
+def test_tensorboard_receives_losses_grad_norms_and_accuracy_rows(digits_root, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    run_training(_cfg(digits_root, "train.log_with=tensorboard", "train.steps=2", "train.base.steps=2"), out)
+    events = sorted((out / "trackers").rglob("events.out.tfevents.*"))
+    assert events, "no tensorboard event file written"
+    tags: set[str] = set()
+    values: dict[str, list] = {}
+    for path in {e.parent for e in events}:
+        acc = EventAccumulator(str(path))
+        acc.Reload()
+        for tag in acc.Tags()["scalars"]:
+            tags.add(tag)
+            values.setdefault(tag, []).extend(acc.Scalars(tag))
+    assert {"loss/base", "loss/video", "loss/audio", "lr/base", "grad_norm/audio", "acc/text", "acc/audio",
+            "trainable_params/audio"} <= tags, sorted(tags)
+    progress = json.loads((out / "progress.json").read_text())
+    assert [round(e.value, 5) for e in values["loss/audio"]] == [round(v, 5) for _, v in progress["losses"]["audio"]]
+    assert [e.step for e in values["acc/text"]] == [0, 1, 2]  # one point per accuracy-matrix row

@@ -287,8 +287,9 @@ class ContinualTrainer:
         if self.train_cfg.log_with:
             import importlib.util
 
-            pkg = {"tensorboard": "tensorboard", "wandb": "wandb"}[self.train_cfg.log_with]
-            if importlib.util.find_spec(pkg) is None and importlib.util.find_spec("tensorboardX") is None:
+            pkg = self.train_cfg.log_with  # each tracker's package has its name
+            alt = "tensorboardX" if pkg == "tensorboard" else pkg
+            if importlib.util.find_spec(pkg) is None and importlib.util.find_spec(alt) is None:
                 logger.warning("train.log_with=%s but %s is not installed: not logging there", pkg, pkg)
             else:
                 kwargs = {"log_with": self.train_cfg.log_with, "project_dir": str(self.out / "trackers")}
@@ -385,6 +386,9 @@ class ContinualTrainer:
                           on_step=self._on_step, log_fn=self._log_fn())
         self.progress["train_seconds"][name] = round(out["seconds"], 3)
         self.progress["trainable_params"][name] = out["trainable_params"]
+        log = self._log_fn()
+        if log is not None:
+            log({f"trainable_params/{name}": out["trainable_params"], f"train_seconds/{name}": out["seconds"]}, 0)
         self.progress["losses"][name] = out["losses"]
         self._save_progress()
 
@@ -477,6 +481,10 @@ class ContinualTrainer:
             self.progress["rows"][row] = {"acc": values,
                                           "tasks": {m: d["tasks"] for m, d in details.items() if d}}
             self._save_progress()
+            log = self._log_fn()
+            if log is not None:  # the accuracy matrix row by row: x = the row's index (0 = the base)
+                log({f"acc/{m}": v for m, v in zip(self.columns, values) if v is not None},
+                    len(self.progress["rows"]) - 1)
         acc.wait_for_everyone()
 
 

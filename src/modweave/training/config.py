@@ -6,7 +6,7 @@ train:   steps (optimizer steps per stage phase, 100), batch_size (per process, 
          lr (1e-3), weight_decay (0.01), betas ([0.9, 0.999]), warmup_steps (0), min_lr_ratio (0.0: the
          cosine decays to 0), max_grad_norm (1.0; null: no clipping), mixed_precision ("no" | "bf16" |
          "fp16", GPU only), gradient_checkpointing (false), checkpoint_every (0: only at stage ends),
-         log_every (10), log_with (null | "tensorboard" | "wandb"), num_workers (0), cpu (false: use a
+         log_every (10), log_with (null | "tensorboard" | "wandb" | "trackio" | "mlflow" | ...: accelerate's trackers), num_workers (0), cpu (false: use a
          GPU when there is one), progress (true), base ({...}: overrides for the base stage, e.g. steps).
          A stage's own `train:` mapping overrides these for that stage (every phase of it); its
          `phases: {<phase>: {...}}` overrides one phase of a multi-phase method (e.g. MoExtend's
@@ -34,6 +34,10 @@ from typing import Any
 from ..config import ConfigError, from_dict, setting
 
 
+# accelerate's experiment trackers (`Accelerator(log_with=...)`), each from its own package
+TRACKERS = ("tensorboard", "wandb", "trackio", "mlflow", "aim", "comet_ml", "clearml", "dvclive")
+
+
 @dataclass
 class TrainConfig:
     steps: int = setting(100, min=0)
@@ -49,7 +53,7 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     checkpoint_every: int = setting(0, min=0)
     log_every: int = setting(10, min=0)
-    log_with: str | None = setting(None, choices=("tensorboard", "wandb"))
+    log_with: str | None = setting(None, choices=TRACKERS)
     num_workers: int = setting(0, min=0)
     cpu: bool = False
     progress: bool = True

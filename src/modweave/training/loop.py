@@ -94,8 +94,10 @@ def train_phase(*, model: Any, accelerator: Any, stage: str, items: Any, cfg: Tr
                     accelerator.backward(loss)
                 step_loss += seen
                 samples += len(batch["ids"]) * accelerator.num_processes
+            grad_norm = None
             if cfg.max_grad_norm is not None:
-                accelerator.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.max_grad_norm)
+                grad_norm = accelerator.clip_grad_norm_([p for p in model.parameters() if p.requires_grad],
+                                                        cfg.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -108,7 +110,10 @@ def train_phase(*, model: Any, accelerator: Any, stage: str, items: Any, cfg: Tr
                 logger.info("stage %s step %d/%d loss %.4f lr %.2e", stage, step + 1, cfg.steps, value,
                             scheduler.get_last_lr()[0])
             if log_fn is not None:
-                log_fn({f"loss/{stage}": value, f"lr/{stage}": scheduler.get_last_lr()[0]}, step + 1)
+                values = {f"loss/{stage}": value, f"lr/{stage}": scheduler.get_last_lr()[0]}
+                if grad_norm is not None:
+                    values[f"grad_norm/{stage}"] = float(grad_norm)
+                log_fn(values, step + 1)
             if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
                 if not all(torch.isfinite(p).all() for p in model.parameters() if p.requires_grad):
                     raise TrainingError(f"stage '{stage}' step {step + 1}: parameters became non-finite; "
