@@ -184,14 +184,14 @@ def _run(trainer_cls: Any, cfg: RunConfig, run_dir: Path, shared: Any) -> dict[s
 
 
 def summary_table(report: dict[str, Any]) -> str:
-    """The final comparison as aligned text (what the demo prints)."""
+    """The final comparison as aligned text (what the demo prints; the same columns as report.md)."""
+    from .report import largest_stage_trainable, stage_train_seconds
+
     mods = report["modalities"]
     head = f"{'method':<10}{'avg acc':>9}{'plast.':>8}{'forget.':>9}{'BWT':>8}  {'trainable/stage':>16}{'train s':>9}"
     lines = [head, "-" * len(head)]
     for name, e in report["methods"].items():
-        stages = {k: v for k, v in e["trainable_params"].items() if k != "base"}
-        per = max(stages.values()) if stages else 0
-        secs = sum(v for k, v in e["train_seconds"].items() if k != "base")
+        per, secs = largest_stage_trainable(e) or 0, stage_train_seconds(e)
         lines.append(f"{name:<10}{_f(e['avg_acc']):>9}{_f(e['plasticity']):>8}{_f(e['forgetting']):>9}"
                      f"{_f(e['bwt']):>8}  {per:>16,}{secs:>9.1f}")
     lines.append("")

@@ -32,13 +32,16 @@ def stage_param_counts(cfg: RunConfig, device: str = "meta") -> dict[str, Any]:
 def format_table(counts: dict[str, Any]) -> str:
     """A table; the last column compares each step with training a full connector for the modality."""
     ref = counts["reference_connector"]
-    rows = [f"{'stage':<22}{'trainable':>16}{'total':>18}{'vs. a full connector':>22}"]
+    rows = [f"{'stage':<22}{'trainable':>16}{'total':>18}{'vs. a full connector':>23}{'of the model':>14}"]
     for name, c in counts["stages"].items():
-        cmp = ""
+        cmp = share = ""
         if name != "base" and ref:
             frac = c["trainable"] / ref
-            cmp = f"{100 * (1 - frac):.1f}% fewer" if frac < 1 else f"{frac:.2f}x"
-        rows.append(f"{name:<22}{c['trainable']:>16,}{c['total']:>18,}{cmp:>22}")
+            # a step that trains more than a connector (MoExtend's experts) is not compared with one
+            cmp = f"{100 * (1 - frac):.1f}% fewer" if frac < 1 else "(more: not compared)"
+        if c["total"]:
+            share = f"{100 * c['trainable'] / c['total']:.3f}%"
+        rows.append(f"{name:<22}{c['trainable']:>16,}{c['total']:>18,}{cmp:>23}{share:>14}")
     rows.append(f"(a full connector = the base's Q-Former/projector + LLM projection: {ref:,} parameters)")
     return "\n".join(rows)
 

@@ -48,6 +48,19 @@ def _write_json(path: Path, data: Any) -> None:
     atomic_write_bytes(path, (json.dumps(data, indent=1) + "\n").encode())
 
 
+def largest_stage_trainable(entry: Mapping[str, Any]) -> int | None:
+    """"trainable / stage" in every table (console, report.md, README): the largest continual stage's
+    trainable parameters (the base's when there is no continual stage)."""
+    counts = entry.get("trainable_params") or {}
+    stages = [v for k, v in counts.items() if k != "base" and v is not None]
+    return max(stages) if stages else counts.get("base")
+
+
+def stage_train_seconds(entry: Mapping[str, Any]) -> float:
+    """"train s" in every table: training seconds of the continual stages (the shared base excluded)."""
+    return float(sum(v for k, v in (entry.get("train_seconds") or {}).items() if k != "base" and v is not None))
+
+
 def add_method(out_dir: str | Path, name: str, entry: Mapping[str, Any], *, benchmark: str, modalities: Sequence[str],
                seed: int, losses: Mapping[str, Any] | None = None, render_files: bool = True) -> dict[str, Any]:
     """Add (or replace) method `name` in `out_dir/report.json`, creating it if needed; re-render."""
@@ -133,13 +146,12 @@ def markdown(report: Mapping[str, Any]) -> str:
     """The report as markdown: a summary table, then each method's accuracy matrix and budget."""
     mods = report["modalities"]
     lines = [f"# {report['benchmark']} (seed {report['seed']})", "",
-             "| method | avg acc | plasticity | forgetting | BWT | trainable (last stage) | total params | train s |",
+             "| method | avg acc | plasticity | forgetting | BWT | trainable / stage (largest) | total params | train s (stages) |",
              "|---|---|---|---|---|---|---|---|"]
     for name, e in report["methods"].items():
-        trainable = list(e["trainable_params"].values())
-        seconds = sum(v for v in e["train_seconds"].values() if v is not None)
+        largest, seconds = largest_stage_trainable(e), stage_train_seconds(e)
         lines.append(f"| {name} | {_fmt(e['avg_acc'])} | {_fmt(e['plasticity'])} | {_fmt(e['forgetting'])} | "
-                     f"{_fmt(e['bwt'])} | {_fmt(trainable[-1] if trainable else None)} | {_fmt(e['total_params'])} | "
+                     f"{_fmt(e['bwt'])} | {_fmt(largest)} | {_fmt(e['total_params'])} | "
                      f"{seconds:.1f} |")
     for name, e in report["methods"].items():
         rows = e.get("stages") or [f"stage {i}" for i in range(len(e["acc_matrix"]))]

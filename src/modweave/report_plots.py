@@ -40,7 +40,8 @@ def plot_accuracy_matrices(report: Mapping[str, Any], path: Path) -> Path:
             ax.axis("off")
             ax.text(0.5, 0.5, "not evaluated", ha="center", va="center")
             continue
-        ax.imshow(np.ma.masked_invalid(matrix), vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
+        image = ax.imshow(np.ma.masked_invalid(matrix), vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="accuracy")
         ax.set_xticks(range(len(mods)), mods, rotation=45, ha="right")
         ax.set_yticks(range(len(rows)), [f"after {r}" for r in rows])
         ax.set_title(name)
@@ -62,21 +63,23 @@ def plot_losses(histories: Mapping[str, Mapping[str, list]], path: Path) -> Path
     methods = [(n, h) for n, h in histories.items() if h]
     cols = min(3, max(len(methods), 1))
     grid = -(-max(len(methods), 1) // cols)
-    fig, axes = plt.subplots(grid, cols, figsize=(4.5 * cols, 3.2 * grid), squeeze=False)
+    fig, axes = plt.subplots(grid, cols, figsize=(5.6 * cols, 3.2 * grid), squeeze=False)
     for ax in axes.flat[len(methods):]:
         ax.axis("off")
     for ax, (name, stages) in zip(axes.flat, methods):
         offset = 0
-        for stage, points in stages.items():
+        colours = plt.get_cmap("tab20").colors  # distinct per stage (MoExtend has 3 phases a modality)
+        for k, (stage, points) in enumerate(stages.items()):
             if not points:
                 continue
             xs = [offset + p[0] for p in points]
-            ax.plot(xs, [p[1] for p in points], label=stage, linewidth=1)
+            ax.plot(xs, [p[1] for p in points], label=stage, linewidth=1, color=colours[k % len(colours)])
             offset = xs[-1]
         ax.set_title(name)
-        ax.set_xlabel("step")
+        ax.set_xlabel("step (stages in order)")
         ax.set_ylabel("loss")
-        ax.legend(fontsize=7)
+        # outside the axes: a legend on top of the curves hides them
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
