@@ -64,17 +64,22 @@ def score_task(task: str, predictions: Sequence[str], references: Sequence[str])
 @torch.no_grad()
 def evaluate_items(model: Any, items: Sequence[dict], *, batch_size: int = EvalConfig.batch_size,
                    max_new_tokens: int = EvalConfig.max_new_tokens,
-                   num_beams: int = 1, qa_mode: str = "generate", keep_predictions: bool = False) -> dict[str, Any]:
+                   num_beams: int = 1, qa_mode: str = "generate", keep_predictions: bool = False,
+                   progress: bool = False) -> dict[str, Any]:
     """Scores by modality and task: `{modality: {"score", "n", "tasks": {task: {metric: value, "n"}}}}`
-    (plus `"predictions"` per task with `keep_predictions`)."""
+    (plus `"predictions"` per task with `keep_predictions`; `progress`: a bar over the samples)."""
+    from tqdm.auto import tqdm
+
     was_training = model.training
     model.eval()
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for it in items:
         groups[(it["modality"], it["task"])].append(it)
     result: dict[str, Any] = {}
+    bar = tqdm(total=len(items), desc="evaluating", unit="sample", disable=not progress)
     try:
         for (modality, task), group in groups.items():
+            bar.set_postfix(modality=modality, task=task)
             if task == "cls" or (task == "qa" and qa_mode == "rank" and all(it.get("candidates") for it in group)):
                 preds = rank_candidates(model, group, batch_size)
             else:
@@ -85,7 +90,9 @@ def evaluate_items(model: Any, items: Sequence[dict], *, batch_size: int = EvalC
                 entry["predictions"] = [{"id": it["id"], "prediction": p, "answer": it["answer"]}
                                         for it, p in zip(group, preds)]
             result.setdefault(modality, {"tasks": {}})["tasks"][task] = entry
+            bar.update(len(group))
     finally:
+        bar.close()
         model.train(was_training)
     for modality, entry in result.items():
         heads = [t[HEADLINE.get(name, "exact_match")] for name, t in entry["tasks"].items()]

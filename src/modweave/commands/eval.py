@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     ds = MediaDataset(keep, ds.root, {m: s for m, s in settings.items() if any(r.modality == m for r in keep)})
     items = [ds[i] for i in range(len(ds))]
     result = evaluate_items(model, items, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-                            num_beams=args.num_beams, qa_mode=args.qa_mode)
+                            num_beams=args.num_beams, qa_mode=args.qa_mode, progress=True)
     for m in missing:
         result[m] = None  # no path for this modality in the model: cannot run
     if args.json:

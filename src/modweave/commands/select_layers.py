@@ -54,8 +54,10 @@ def plot_scores(selection: dict[str, Any], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(max(4.0, 0.3 * len(layers)), 3.0))
     ax.bar(layers, list(scores.values()), color=colors)
     ax.set_xlabel("MoE layer")
+    ax.set_xticks(layers)  # integer layer indices, one tick each
     ax.set_ylabel("std of usage shift")
-    ax.set_title(f"MoExtend layer scores ({selection['modality']}; orange: extended)")
+    ax.set_title(f"MoExtend: layers to extend for {selection['modality']}\n(orange: extended; score: how much "
+                 "the routing shifts)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120, metadata={"Software": WRITTEN_BY})
     plt.close(fig)
