@@ -23,3 +23,17 @@ def make_items(modalities: list[str], seed: int = 0, answer: str = "seven") -> l
         items.append({"id": f"{m}-{i}", "modality": m, "media": media, "task": "qa",
                       "prompt": "what digit is shown ?", "answer": answer})
     return items
+
+
+# media shapes for configs/test-train.yaml's encoders (16-px images, 2-frame video, 1 x 16 x 16 audio)
+TEST_TRAIN_SHAPES = {"image": (3, 16, 16), "video": (2, 3, 16, 16), "audio": (1, 16, 16), "depth": (3, 16, 16)}
+
+
+def media_items(modalities: list[str], shapes: dict = TEST_TRAIN_SHAPES, seed: int = 1) -> list[dict]:
+    """`make_items` with media of `shapes` (seeded), for models built from another config."""
+    items = make_items(modalities)
+    g = torch.Generator().manual_seed(seed)
+    for it in items:
+        if it["modality"] in shapes:
+            it["media"] = torch.rand(shapes[it["modality"]], generator=g)
+    return items

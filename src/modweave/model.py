@@ -338,11 +338,6 @@ class XModalLM(nn.Module):
         except StopIteration:
             return torch.device("cpu")
 
-    def _param_device(self) -> torch.device:  # the name earlier code used
-        return self.param_device
-
-    def _method_state(self, modality: str | None) -> dict[str, Any]:  # the name earlier code used
-        return self.method_state(modality)
 
     # ------------------------------------------------------------------------------------------
     # forward

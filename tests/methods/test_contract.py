@@ -14,23 +14,13 @@ from modweave.config import load_run_config
 from modweave.methods import get_method, list_methods
 from modweave.model import XModalLM
 from modweave.stages import walk_phases
-from tinyfactory import make_items
+from tinyfactory import media_items
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "test-train.yaml"
 # settings a method needs to grow without held-out data (the extender phase measures it otherwise)
 SETTINGS = {"moextend": {"routing": "modality", "layers": [0], "donors": [0]}}
-MEDIA = {"image": (3, 16, 16), "video": (2, 3, 16, 16), "audio": (1, 16, 16)}
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def _items(modalities: list[str]) -> list[dict]:
-    items = make_items(modalities)
-    g = torch.Generator().manual_seed(1)
-    for it in items:
-        if it["modality"] in MEDIA:
-            it["media"] = torch.rand(MEDIA[it["modality"]], generator=g)
-    return items
 
 
 def _logits(model: XModalLM, items: list[dict]) -> torch.Tensor:
@@ -58,19 +48,19 @@ def test_earlier_paths_stay_bit_identical_when_the_method_promises_it(method, tm
     model = XModalLM.build(cfg.model)
     model.end_stage()
     seen = ["text", "image"]
-    before = _logits(model, _items(seen))
+    before = _logits(model, media_items(seen))
     for k, st in enumerate(cfg.stages):  # video (image encoder), then audio (its own encoder)
         _grow(model, st.modality, method, SETTINGS.get(method, {}), seed=k)
-        after = _logits(model, _items(seen))
+        after = _logits(model, media_items(seen))
         if impl.keeps_earlier_paths(settings):
             assert torch.equal(before, after), f"{method}: earlier modalities changed after {st.modality.name}"
         else:  # the test can see a change: a method that does not promise it does change them
             assert not torch.equal(before, after)
         seen.append(st.modality.name)
-        before = _logits(model, _items(seen))
+        before = _logits(model, media_items(seen))
     model.save_pretrained(tmp_path / "ckpt")
     loaded = XModalLM.from_pretrained(tmp_path / "ckpt")
-    assert torch.equal(_logits(loaded, _items(seen)), before)  # every path, after a reload
+    assert torch.equal(_logits(loaded, media_items(seen)), before)  # every path, after a reload
 
 
 def test_which_methods_promise_no_forgetting():

@@ -92,6 +92,7 @@ class RunData:
             write_digits(self.root, **{"progress": False, **data.digits})
         self.settings = loader_settings(cfg, data, extra_specs)
         self._cache: dict[tuple[str, str], CachedDataset] = {}
+        self._read: dict[tuple[str, str], list] = {}  # parsed records by (modality, split)
         self._media: dict | None = {} if data.cache else None  # one tensor per media file, shared by records
 
     def file(self, modality: str, split: str) -> Path:
@@ -107,7 +108,9 @@ class RunData:
         path = self.file(modality, split)
         if not path.is_file():
             raise ConfigError(f"config key 'data.{split}': no {split} data for modality '{modality}' ({path} not found)")
-        records = [r for r in read_records(path) if r.modality == modality]
+        if (modality, split) not in self._read:  # each annotation file is parsed once per run
+            self._read[(modality, split)] = [r for r in read_records(path) if r.modality == modality]
+        records = self._read[(modality, split)]
         limit = self.data.max_train if split == "train" else self.data.max_test
         return records[:limit] if limit is not None else records
 
