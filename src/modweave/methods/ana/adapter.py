@@ -1,5 +1,6 @@
 """PathWeave's per-site modules: the uni-modal adapter A^m, the cross-modal in-adapters F_i^m, and
-`ModalityExperts`, which holds what modality m owns at one site and computes its experts' mixture."""
+`ModalityExperts`, which holds what modality m owns at one site and computes its experts' mixture
+(which experts and how they mix follow the `in_adapters` / `gate` settings: see `AnaSettings`)."""
 
 from __future__ import annotations
 
@@ -35,41 +36,51 @@ class Adapter(nn.Module):
 
 
 class ModalityExperts(nn.Module):
-    """What modality m owns at one site: `adapter` (A^m), `in_adapters[i]` (F_i^m, `Linear(r_i -> r_i)`,
-    one per earlier ana modality i adapted at this site) and `gate` (G^m, when there are >= 2 experts).
+    """What modality m owns at one site: `adapter` (A^m), `in_adapters[i]` (F_i^m, `Linear(r_i -> r_i)`)
+    and `gate` (G^m). `sources`: the earlier ana modalities whose adapters A^i join m's experts here.
 
-    Experts: `[Â_i^m(x) = s_i * Up_i(F_i^m(Down_i(x))) for i] + [A^m(x)]`; output `sum_e g_e(x) expert_e(x)`.
-    The earlier adapters A^i are read from the site's other `ModalityExperts` (frozen: they belong to
-    their own steps); only this module's parameters train at step m."""
+    Experts: `[expert_i for i in sources] + [A^m(x)]`, where `expert_i(x) = s_i * Up_i(F_i^m(Down_i(x)))`
+    (Â_i^m) when `in_adapters` is on, else the frozen `A^i(x)` as it is. Output `sum_e w_e(x) expert_e(x)`
+    with `w = g(x)` (the gate) when `gate` is on and there are >= 2 experts, else `w_e = 1/E` (a gate
+    frozen at its zero init). The earlier adapters are read from the site's other `ModalityExperts`
+    (frozen: they belong to their own steps); only this module's parameters train at step m."""
 
     #: device types where P's rows join the experts' Down matmul (see `forward`)
     fuse_base_devices: tuple[str, ...] = ("cpu",)
 
     def __init__(self, d_in: int, d_out: int, rank: int, sources: dict[str, int],
-                 noise: bool = True, min_std: float = 0.01):
+                 noise: bool = True, min_std: float = 0.01, *, in_adapters: bool = True, gate: bool = True):
         super().__init__()
         self.adapter = Adapter(d_in, d_out, rank)
-        self.in_adapters = nn.ModuleDict({src: nn.Linear(r, r) for src, r in sources.items()})
-        self.gate = NoisyGate(d_in, len(sources) + 1, noise, min_std) if sources else None
+        self._sources = tuple(sources)  # structure, not state: replayed from the stage's settings
+        in_adapter_sources = sources if in_adapters else {}
+        self.in_adapters = nn.ModuleDict({src: nn.Linear(r, r) for src, r in in_adapter_sources.items()})
+        self.gate = NoisyGate(d_in, len(sources) + 1, noise, min_std) if sources and gate else None
 
     @property
     def sources(self) -> list[str]:
-        return list(self.in_adapters)
+        """The earlier modalities whose adapters are experts of this one (arrival order)."""
+        return list(self._sources)
+
+    @property
+    def num_experts(self) -> int:
+        return len(self._sources) + 1
 
     def forward(self, x: torch.Tensor, site_experts: nn.ModuleDict, base: nn.Linear | None = None) -> torch.Tensor:
-        """`x [..., d_in]` -> the mixture `sum_e g_e(x) expert_e(x)` `[..., d_out]`, or, given the site's
+        """`x [..., d_in]` -> the mixture `sum_e w_e(x) expert_e(x)` `[..., d_out]`, or, given the site's
         frozen projection `base` (P), the site output `P(x) + mixture`.
 
         Computed from folded weights (see `folded`): with a gate, P's rows, every expert's Down (its
         in-adapter folded in) and the gate's logits are ONE matmul (x is read once), then a softmax and
-        one `addmm` for every expert's Up added to P(x). With one expert (no gate) P(x) is computed on
-        its own, so an untrained adapter leaves the site output exactly P(x)."""
+        one `addmm` for every expert's Up added to P(x). Without a gate the experts are one low-rank map
+        (fixed weights folded into Up) and P(x) is computed on its own, so an untrained single adapter
+        leaves the site output exactly P(x)."""
         # measured (benchmarks/ana_overhead.py): fusing P into the Down matmul helps on CPU, but on CUDA
         # the odd GEMM width (d_out + sum r + E) picks slower kernels, so there P runs on its own
         fuse = base is not None and self.gate is not None and x.device.type in self.fuse_base_devices
         down_w, down_b, up_w, up_b, ranks = self.folded(site_experts, base if fuse else None)
         h = F.linear(x, down_w, down_b)
-        if up_b is not None:  # one expert (no gate): A^m(x) = s * Up(Down(x)), s folded into Up
+        if up_b is not None:  # no gate: sum_e w_e s_e Up_e(...), the w_e s_e folded into Up
             mix = F.linear(h, up_w, up_b)
             return mix if base is None else F.linear(x, base.weight, base.bias) + mix
         num_e, total_r = len(ranks), sum(ranks)
@@ -89,20 +100,27 @@ class ModalityExperts(nn.Module):
         out = torch.addmm(base_out.reshape(-1, base_out.shape[-1]), mixed.reshape(-1, mixed.shape[-1]), up_w.t())
         return out.view(*base_out.shape)
 
+    def _experts(self, site_experts: nn.ModuleDict) -> list[tuple[Adapter, nn.Linear | None]]:
+        """`(A_e, F_e or None)` per expert, in expert order (the sources', then A^m's own)."""
+        return [(site_experts[s].adapter, self.in_adapters[s] if s in self.in_adapters else None)
+                for s in self._sources] + [(self.adapter, None)]
+
     def folded(self, site_experts: nn.ModuleDict, base: nn.Linear | None = None
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, list[int]]:
         """The experts as plain low-rank maps: `Â_i(x) = s_i Up_i(F_i(Down_i x)) = U_e (D_e x + c_e) + u_e`
-        with `D_e = W_F Down_i.W`, `c_e = W_F Down_i.b + b_F`, `U_e = s_i Up_i.W`, `u_e = s_i Up_i.b`.
+        with `D_e = W_F Down_i.W`, `c_e = W_F Down_i.b + b_F`, `U_e = s_i Up_i.W`, `u_e = s_i Up_i.b`
+        (an expert without in-adapter: `D_e = Down_i.W`, `c_e = Down_i.b`).
 
-        Returns `down_w [(d_out +) sum r + E (+E), d_in]` (P's rows first when `base` is given; gate rows
-        `W_g` and, while noisy, `W_n` last), `down_b`, `up_w` (`[d_out, sum r]` for one expert, else
-        `[d_out, sum r + E]` with the `u_e` as the last E columns), `up_b` (one expert only) and the
-        ranks. Without autograd the result is cached until a parameter changes (in-place updates bump
+        Gated: `down_w [(d_out +) sum r + E (+E), d_in]` (P's rows first when `base` is given; gate rows
+        `W_g` and, while noisy, `W_n` last), `down_b`, `up_w [d_out, sum r + E]` (the `u_e` as the last E
+        columns), `up_b` None. Ungated: `down_w [sum r, d_in]`, `down_b`, `up_w [d_out, sum r]` (the
+        `U_e / E`), `up_b = sum_e u_e / E` (one expert: exactly `D`, `c`, `U`, `u`). Last: the ranks.
+        Without autograd the result is cached until a parameter changes (in-place updates bump
         `_version`, moves change `data_ptr`): inference then costs two matmuls per site. The same ops
         run with or without the cache, so outputs are identical either way."""
         params = self.__dict__.get("_fold_params")
         if params is None:  # the experts' structure is fixed once built: list their parameters once
-            adapters = [site_experts[s].adapter for s in self.in_adapters] + [self.adapter]
+            adapters = [a for a, _ in self._experts(site_experts)]
             params = tuple(p for a in adapters for p in a.parameters()) + tuple(self.parameters())
             self.__dict__["_fold_params"] = params
         noisy = self.gate is not None and self.gate.noisy
@@ -116,15 +134,22 @@ class ModalityExperts(nn.Module):
             cache = self.__dict__.get("_folded")
             if cache is not None and cache[0] == key:
                 return cache[1]
-        adapters = [site_experts[s].adapter for s in self.in_adapters] + [self.adapter]
+        experts = self._experts(site_experts)
+        adapters = [a for a, _ in experts]
         downs_w, downs_b = [], []
-        for a, f in zip(adapters, [*self.in_adapters.values(), None]):
+        for a, f in experts:
             downs_w.append(a.down.weight if f is None else f.weight @ a.down.weight)
             downs_b.append(a.down.bias if f is None else F.linear(a.down.bias, f.weight, f.bias))
         ranks = [a.rank for a in adapters]
-        if self.gate is None:
+        if self.gate is None and len(adapters) == 1:
             a = self.adapter
             out = (downs_w[0], downs_b[0], a.scale * a.up.weight, a.scale * a.up.bias, ranks)
+        elif self.gate is None:  # fixed weights 1/E, folded into every expert's Up
+            w = 1.0 / len(adapters)
+            scales = [a.scale * w for a in adapters]
+            up_w = torch.cat([s * a.up.weight for s, a in zip(scales, adapters)], dim=1)
+            up_b = torch.stack([s * a.up.bias for s, a in zip(scales, adapters)]).sum(0)
+            out = (torch.cat(downs_w), torch.cat(downs_b), up_w, up_b, ranks)
         else:
             rows = [self.gate.w_g.weight] + ([self.gate.w_n.weight] if noisy else [])
             down_b = downs_b + [w.new_zeros(w.shape[0]) for w in rows]
@@ -141,9 +166,11 @@ class ModalityExperts(nn.Module):
 
     def expert_outputs(self, x: torch.Tensor, site_experts: nn.ModuleDict) -> torch.Tensor:
         """Each expert's output separately `[..., E, d_out]` (reference path for tests and inspection)."""
-        outs = []
-        for src, f in self.in_adapters.items():
-            a = site_experts[src].adapter
-            outs.append(a.scale * a.up(f(a.down(x))))
-        outs.append(self.adapter(x))
+        outs = [a(x) if f is None else a.scale * a.up(f(a.down(x))) for a, f in self._experts(site_experts)]
         return torch.stack(outs, dim=-2)
+
+    def weights(self, x: torch.Tensor) -> torch.Tensor:
+        """The mixture weights `w(x) [..., E]`: the gate's (noisy in training), or the fixed 1/E."""
+        if self.gate is not None:
+            return self.gate(x)
+        return x.new_full((*x.shape[:-1], self.num_experts), 1.0 / self.num_experts)

@@ -12,6 +12,7 @@ from torch.nn import functional as F
 
 from ...context import PathContext
 from .adapter import ModalityExperts
+from .init import copies_previous, init_adapter, init_in_adapter
 
 if TYPE_CHECKING:
     from ...model import XModalLM
@@ -47,22 +48,31 @@ class AdaptedLinear(nn.Linear):
         # `.forward` directly: this sits on every projection of the Q-Former, module-call overhead shows
         return self.ana[modality].forward(x, self.ana, base=self)
 
-    def add_modality(self, modality: str, rank: int, noise: bool = True, min_std: float = 0.01) -> ModalityExperts:
-        """Create modality's experts here: A^m, one F_i^m per earlier modality i at this site (a copy of
-        F_i^(m-1) where the previous modality has one, else PyTorch's default Linear init) and G^m."""
+    def add_modality(self, modality: str, rank: int, noise: bool = True, min_std: float = 0.01, *,
+                     in_adapters: bool = True, gate: bool = True, init: str = "zero",
+                     in_adapter_init: str = "default") -> ModalityExperts:
+        """Create modality's experts here (settings as in `AnaSettings`): A^m (`init`); unless both
+        `in_adapters` and `gate` are off, every earlier modality at this site as an expert, through an
+        F_i^m when `in_adapters` is on (a copy of F_i^(m-1) where the previous modality has one and
+        `in_adapter_init` copies, else a fresh one under `in_adapter_init`); G^m when `gate` is on."""
         if modality in self.ana:
             raise ValueError(f"modality '{modality}' already has adapters at this site")
         previous = self.ana[list(self.ana)[-1]] if len(self.ana) else None
-        sources = {src: experts.adapter.rank for src, experts in self.ana.items()}
+        cross_modal = in_adapters or gate  # neither: uni-modal adapters only (the paper's ablation base)
+        sources = {src: experts.adapter.rank for src, experts in self.ana.items()} if cross_modal else {}
         device, dtype = self.weight.device, self.weight.dtype
         with torch.device(device):
-            experts = ModalityExperts(self.in_features, self.out_features, rank, sources, noise, min_std)
+            experts = ModalityExperts(self.in_features, self.out_features, rank, sources, noise, min_std,
+                                      in_adapters=in_adapters, gate=gate)
         experts.to(dtype)
-        if previous is not None:
-            with torch.no_grad():
-                for src, f in experts.in_adapters.items():
-                    if src in previous.in_adapters:
-                        f.load_state_dict(previous.in_adapters[src].state_dict())
+        # after construction: the default rules draw no random numbers, so their RNG stream is unchanged
+        init_adapter(experts.adapter, init)
+        with torch.no_grad():
+            for src, f in experts.in_adapters.items():
+                if copies_previous(in_adapter_init) and previous is not None and src in previous.in_adapters:
+                    f.load_state_dict(previous.in_adapters[src].state_dict())
+                else:
+                    init_in_adapter(f, in_adapter_init)
         self.ana[modality] = experts
         return experts
 
