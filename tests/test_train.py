@@ -213,6 +213,28 @@ def test_generate_cli_greedy_and_beam(trained_run, capsys):
                  "--prompt", "q", "--upto", "video"]) == 2  # no audio path before the audio stage
 
 
+def test_generate_and_eval_cli_with_two_media_of_different_modalities(trained_run, capsys, tmp_path):
+    from modweave.cli import main
+
+    run_dir, data_root = trained_run
+    png, wav = sorted((data_root / "image").iterdir())[0], sorted((data_root / "audio").iterdir())[0]
+    ck = str(run_dir / "checkpoint")
+    assert main(["generate", ck, "--modality", "image", "--media", str(png), "--modality", "audio", "--media", str(wav),
+                 "--prompt", "Question: Is <media:1> the digit of <media:2>? Answer:", "--max-new-tokens", "2"]) == 0
+    assert capsys.readouterr().out.startswith("greedy: ")
+    assert main(["generate", ck, "--modality", "image", "--media", str(png), "--media", str(wav), "--prompt", "q"]) == 2
+    assert "1 --modality for 2 --media" in capsys.readouterr().err
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"id": "p", "task": "qa", "prompt": "Question: Same digit in <media:1> and <media:2>? Answer:",
+                                 "answer": "yes", "media": [{"modality": "image", "path": str(png.relative_to(data_root))},
+                                                            {"modality": "audio", "path": str(wav.relative_to(data_root))}]}) + "\n")
+    assert main(["eval", ck, "--data", str(pairs), "--root", str(data_root), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["image+audio"]["n"] == 1
+    assert main(["eval", ck, "--data", str(pairs), "--root", str(data_root), "--upto", "video", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"image+audio": None}  # no audio path yet
+
+
 DDP_SCRIPT = """
 import sys, torch
 from safetensors.torch import save_file

@@ -37,3 +37,12 @@ def media_items(modalities: list[str], shapes: dict = TEST_TRAIN_SHAPES, seed: i
         if it["modality"] in shapes:
             it["media"] = torch.rand(shapes[it["modality"]], generator=g)
     return items
+
+
+def pair_items(pairs: list[tuple[str, str]], shapes: dict = TEST_TRAIN_SHAPES, seed: int = 2) -> list[dict]:
+    """Two-media items (one per pair of modalities), referenced from the prompt as <media:1>, <media:2>."""
+    g = torch.Generator().manual_seed(seed)
+    return [{"id": f"{a}+{b}-{i}", "modality": f"{a}+{b}", "media_modalities": [a, b],
+             "media": [torch.rand(shapes[a], generator=g), torch.rand(shapes[b], generator=g)],
+             "task": "qa", "prompt": "do <media:1> and <media:2> show the same digit ?", "answer": "yes"}
+            for i, (a, b) in enumerate(pairs)]

@@ -12,11 +12,12 @@ from collections.abc import Callable, Iterator
 
 class PathContext:
     """`modality`: the path a connector call serves (one modality group at a time);
-    `sample_modalities`: each LLM batch row's modality (for per-sample routing inside the LLM)."""
+    `sample_modalities`: each LLM batch row's modalities, a tuple per row (one modality for most rows;
+    a row holding an image and an audio clip is `("image", "audio")`), for per-sample routing inside the LLM."""
 
     def __init__(self) -> None:
         self.modality: str | None = None
-        self.sample_modalities: list[str] | None = None
+        self.sample_modalities: list[tuple[str, ...]] | None = None
         self._listeners: dict[str, Callable[[str | None], None]] = {}
 
     def on_switch(self, fn: Callable[[str | None], None], key: str | None = None) -> None:
@@ -40,8 +41,10 @@ class PathContext:
                 fn(previous)
 
     @contextlib.contextmanager
-    def samples(self, modalities: list[str]) -> Iterator[None]:
-        previous, self.sample_modalities = self.sample_modalities, list(modalities)
+    def samples(self, modalities: list[str | tuple[str, ...]]) -> Iterator[None]:
+        """Set each row's modalities (a name or a tuple of names per row) for the block."""
+        rows = [(m,) if isinstance(m, str) else tuple(m) for m in modalities]
+        previous, self.sample_modalities = self.sample_modalities, rows
         try:
             yield
         finally:

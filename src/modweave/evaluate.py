@@ -102,8 +102,9 @@ def evaluate_items(model: Any, items: Sequence[dict], *, batch_size: int = EvalC
 
 
 def can_run(model: Any, modality: str) -> bool:
-    """Whether the model has a path for `modality` (text needs none)."""
-    return modality == "text" or modality in model.paths
+    """Whether the model has a path for `modality` (text needs none); for a multi-media label
+    (`image+audio`), a path for each of its modalities."""
+    return all(m == "text" or m in model.paths for m in modality.split("+"))
 
 
 def accuracy_row(model: Any, datasets: dict[str, Any], columns: Sequence[str], **kwargs: Any) -> tuple[list[float | None], dict]:

@@ -20,7 +20,7 @@ from torch.nn import functional as F
 from .config import EncoderConfig, ModalitySpec, ModelConfig, modality_spec, to_dict
 from .connectors import build_connector
 from .context import PathContext
-from .data.collate import IGNORE_INDEX, MEDIA_TOKEN_ID
+from .data.collate import IGNORE_INDEX, MEDIA_TOKEN_ID, row_media
 from .encoders import build_encoder
 from .llm import build_llm, is_moe
 from .methods import get_method
@@ -379,7 +379,8 @@ class XModalLM(nn.Module):
 
     def embed_batch(self, batch: dict[str, Any], padding_side: str = "right"
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Splice cue + modality tokens at each sample's media placeholder.
+        """Splice cue + modality tokens at each media placeholder of each sample (a row may hold several
+        media of different modalities, each encoded through its own modality's path).
         Returns `inputs_embeds [B, L, d]`, `attention_mask [B, L]`, `labels [B, L]` (or None)."""
         input_ids = batch["input_ids"].to(self.device)
         mask = batch["attention_mask"].to(self.device)
@@ -393,53 +394,56 @@ class XModalLM(nn.Module):
             left = padding_side != "right" and not mask[i, 0]  # a left-padded row: its tokens are the last n
             part = slice(-n, None) if left else slice(0, n)
             emb, lab = self._splice(i, batch["modalities"][i], input_ids[i, part], tok[i, part],
-                                    None if labels is None else labels[i, :n], media_tokens.get(i))
+                                    None if labels is None else labels[i, :n], media_tokens.get(i, []))
             seqs.append(emb)
             labs.append(lab)
         return self._pad(seqs, labs, mask, labels, padding_side, batch.get("ids"))
 
-    def _encode_media(self, batch: dict[str, Any], dtype: torch.dtype) -> dict[int, torch.Tensor]:
-        """Grouping + encoding: one connector call per modality present; returns each sample's cue +
-        modality tokens `[C + F*Q, d]` by row."""
-        modalities = batch["modalities"]
-        media = batch.get("media") or [None] * len(modalities)
+    def _encode_media(self, batch: dict[str, Any], dtype: torch.dtype) -> dict[int, list[torch.Tensor]]:
+        """Grouping + encoding: every media of the batch, of every row and placeholder, grouped by
+        modality (and shape: frame counts may differ between samples), one connector call per group; returns each row's cue + modality tokens
+        `[C + F*Q, d]` per placeholder, in placeholder order."""
+        rows = [row_media(batch, i) for i in range(len(batch["modalities"]))]
         q_ids, q_mask = batch.get("qformer_input_ids"), batch.get("qformer_attention_mask")
-        out: dict[int, torch.Tensor] = {}
-        for m in dict.fromkeys(modalities):
-            rows = [i for i, mm in enumerate(modalities) if mm == m and media[i] is not None]
-            if not rows:
-                continue
-            shapes = {tuple(media[i].shape) for i in rows}
-            if len(shapes) > 1:
-                raise ValueError(f"modality '{m}': media shapes differ inside one batch: {sorted(shapes)}")
-            sel = torch.tensor(rows)
-            tokens = self.encode(m, torch.stack([media[i] for i in rows]),
+        groups: dict[tuple[str, tuple[int, ...]], list[tuple[int, int]]] = {}
+        for i, parts in enumerate(rows):
+            for k, (m, media) in enumerate(parts):
+                groups.setdefault((m, tuple(media.shape)), []).append((i, k))
+        out: dict[int, list[torch.Tensor | None]] = {i: [None] * len(parts) for i, parts in enumerate(rows) if parts}
+        for (m, _), slots in groups.items():
+            sel = torch.tensor([i for i, _ in slots])
+            tokens = self.encode(m, torch.stack([rows[i][k][1] for i, k in slots]),
                                  q_ids[sel].to(self.device) if q_ids is not None else None,
                                  q_mask[sel].to(self.device) if q_mask is not None else None)
             cue = self.cue_embeddings(m)
-            for j, i in enumerate(rows):
-                out[i] = torch.cat([cue, tokens[j].to(dtype)], dim=0)
-        return out
+            for j, (i, k) in enumerate(slots):
+                out[i][k] = torch.cat([cue, tokens[j].to(dtype)], dim=0)
+        return out  # type: ignore[return-value]
 
     @staticmethod
     def _splice(i: int, modality: str, ids: torch.Tensor, emb: torch.Tensor, lab: torch.Tensor | None,
-                media: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Splicing: one row's token embeddings `[n, d]` with its media tokens in place of the
+                media: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Splicing: one row's token embeddings `[n, d]` with its k-th media tokens in place of its k-th
         placeholder (labels there are ignored)."""
-        pos = (ids == MEDIA_TOKEN_ID).nonzero()
-        if len(pos) > 1:
-            raise ValueError(f"sample {i}: more than one media placeholder")
-        if len(pos) == 0:
-            if media is not None:
+        pos = (ids == MEDIA_TOKEN_ID).nonzero().flatten().tolist()
+        if len(pos) != len(media):
+            if not pos:
                 raise ValueError(f"sample {i} ({modality}) has media but no placeholder in its prompt")
+            if not media:
+                raise ValueError(f"sample {i} ({modality}) has a media placeholder but no media")
+            raise ValueError(f"sample {i} ({modality}): {len(pos)} media placeholders for {len(media)} media")
+        if not pos:
             return emb, lab
-        if media is None:
-            raise ValueError(f"sample {i} ({modality}) has a media placeholder but no media")
-        p = int(pos[0])
-        emb = torch.cat([emb[:p], media, emb[p + 1:]])
+        embs, labs, start = [], [], 0
+        for p, tokens in zip(pos, media):
+            embs += [emb[start:p], tokens]
+            if lab is not None:
+                labs += [lab[start:p], lab.new_full((tokens.shape[0],), IGNORE_INDEX)]
+            start = p + 1
+        embs.append(emb[start:])
         if lab is not None:
-            lab = torch.cat([lab[:p], lab.new_full((media.shape[0],), IGNORE_INDEX), lab[p + 1:]])
-        return emb, lab
+            labs.append(lab[start:])
+        return torch.cat(embs), (torch.cat(labs) if lab is not None else None)
 
     def _pad(self, seqs: list[torch.Tensor], labs: list[torch.Tensor | None], mask: torch.Tensor,
              labels: torch.Tensor | None, padding_side: str, ids: list | None
@@ -464,6 +468,16 @@ class XModalLM(nn.Module):
                 out_labels[i, sl] = labs[i]
         return embeds, attn, out_labels
 
+    @staticmethod
+    def row_modalities(batch: dict[str, Any]) -> list[tuple[str, ...]]:
+        """Each LLM row's modalities, for routing inside the LLM: the modalities of its media (a row
+        holding image and audio: `("image", "audio")`), `(label,)` for a row without media (text)."""
+        out = []
+        for i, label in enumerate(batch["modalities"]):
+            mods = tuple(dict.fromkeys(m for m, _ in row_media(batch, i)))
+            out.append(mods or (label,))
+        return out
+
     def forward(self, batch: dict[str, Any], reduction: str = "mean") -> XModalOutput:
         """LM loss on answer tokens only. `reduction="none"` also gives per-sample summed NLL."""
         embeds, attn, labels = self.embed_batch(batch, padding_side="right")
@@ -471,7 +485,7 @@ class XModalLM(nn.Module):
             raise ValueError("forward needs labels: build the batch with a training collator")
         router = self._builtin_router_loss and self.training
         kwargs = {"output_router_logits": True} if router else {}
-        with self.context.samples(batch["modalities"]):
+        with self.context.samples(self.row_modalities(batch)):
             out = self.llm(inputs_embeds=embeds, attention_mask=attn, use_cache=False, **kwargs)
         logits = out.logits[:, :-1].float()
         target = labels[:, 1:]
@@ -498,7 +512,7 @@ class XModalLM(nn.Module):
         """Answer strings for a batch built by an inference collator (no answers in it)."""
         embeds, attn, _ = self.embed_batch({**batch, "labels": None}, padding_side="left")
         tok = self.tokenizer
-        with self.context.samples(batch["modalities"]):
+        with self.context.samples(self.row_modalities(batch)):
             out = self.llm.generate(inputs_embeds=embeds, attention_mask=attn, max_new_tokens=max_new_tokens,
                                     num_beams=num_beams, do_sample=False, pad_token_id=tok.pad_token_id,
                                     eos_token_id=tok.eos_token_id, **kwargs)

@@ -24,8 +24,9 @@ def test_dataset_items(digits_root, modality, small):
     ds = MediaDataset.from_file(digits_root / f"{modality}_test.jsonl", settings_by_modality=small)
     assert len(ds) == 8
     item = ds[1]
-    assert set(item) == {"id", "modality", "media", "task", "prompt", "answer", "candidates"}
+    assert set(item) == {"id", "modality", "media", "media_modalities", "task", "prompt", "answer", "candidates"}
     assert item["modality"] == modality and item["answer"] in item["candidates"]
+    assert item["media_modalities"] == ([] if modality == "text" else [modality])
     if modality == "text":
         assert item["media"] is None
     else:

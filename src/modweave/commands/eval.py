@@ -48,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     ds = MediaDataset.from_file(args.data, args.root, None)
     missing = sorted({r.modality for r in ds.records if not can_run(model, r.modality)})
     keep = [r for r in ds.records if can_run(model, r.modality)]
-    ds = MediaDataset(keep, ds.root, {m: s for m, s in settings.items() if any(r.modality == m for r in keep)})
+    used = {m for r in keep for m in (r.media_modalities or [r.modality])}
+    ds = MediaDataset(keep, ds.root, {m: s for m, s in settings.items() if m in used})
     items = [ds[i] for i in range(len(ds))]
     result = evaluate_items(model, items, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
                             num_beams=args.num_beams, qa_mode=args.qa_mode, progress=True)

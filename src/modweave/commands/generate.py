@@ -1,4 +1,8 @@
-"""`modweave generate CHECKPOINT_DIR --modality M --media FILE --prompt TEXT [--num-beams N] [--upto M]`."""
+"""`modweave generate CHECKPOINT_DIR --modality M --media FILE --prompt TEXT [--num-beams N] [--upto M]`.
+
+Several media, each of its own modality: repeat the pair, and mark where each goes in the prompt,
+`--modality image --media a.png --modality audio --media b.wav --prompt "Is <media:1> the digit of <media:2>?"`.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,13 @@ from ..model import GENERATE_MAX_NEW_TOKENS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("generate", help="answer one question about one media file")
+    p = sub.add_parser("generate", help="answer one question about media files (or none: --modality text)")
     p.add_argument("checkpoint", help="a checkpoint folder")
-    p.add_argument("--modality", required=True, help="the path to use (e.g. audio); 'text' needs no media")
-    p.add_argument("--media", help="the media file (loaded with the path's recorded loader settings)")
+    p.add_argument("--modality", required=True, action="append",
+                   help="the path to use (e.g. audio); 'text' needs no media; repeat it, once per --media, for several media")
+    p.add_argument("--media", action="append",
+                   help="a media file (loaded with its path's recorded loader settings); repeat for several, "
+                        "referenced from the prompt as <media:1>, <media:2>, ...")
     p.add_argument("--prompt", required=True, help="the question/instruction")
     p.add_argument("--num-beams", type=int, default=1, help="also answer with beam search of this width (>1)")
     p.add_argument("--max-new-tokens", type=int, default=GENERATE_MAX_NEW_TOKENS)
@@ -21,33 +28,47 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def check_request(modality: str, media_path: str | None, num_beams: int, max_new_tokens: int) -> None:
+def _as_lists(modality: str | list[str], media_path: str | list[str] | None) -> tuple[list[str], list[str]]:
+    modalities = [modality] if isinstance(modality, str) else list(modality)
+    paths = [] if media_path is None else [media_path] if isinstance(media_path, str) else list(media_path)
+    return modalities, paths
+
+
+def check_request(modality: str | list[str], media_path: str | list[str] | None, num_beams: int,
+                  max_new_tokens: int) -> None:
     """Refuse a request that cannot run (one line naming the option); the CLI checks before loading."""
     for option, value in (("--num-beams", num_beams), ("--max-new-tokens", max_new_tokens)):
         if value < 1:
             raise ValueError(f"{option} must be at least 1 (got {value})")
-    if modality == "text" and media_path is not None:
-        raise ValueError(f"--media {media_path} was given with --modality text, which takes no media "
+    modalities, paths = _as_lists(modality, media_path)
+    if "text" in modalities and paths:
+        raise ValueError(f"--media {paths[0]} was given with --modality text, which takes no media "
                          "(drop --media, or name the media's modality)")
+    if "text" not in modalities and len(modalities) != len(paths):
+        raise ValueError(f"{len(modalities)} --modality for {len(paths)} --media: give one --modality per --media")
+    if "text" in modalities and len(modalities) > 1:
+        raise ValueError("--modality text takes no media and no other --modality")
 
 
-def answer(model, modality: str, media_path: str | None, prompt: str, max_new_tokens: int = GENERATE_MAX_NEW_TOKENS,
-           num_beams: int = 1) -> dict[str, str]:
-    """{"greedy": ..., "beam": ... (num_beams > 1)} for one question."""
+def answer(model, modality: str | list[str], media_path: str | list[str] | None, prompt: str,
+           max_new_tokens: int = GENERATE_MAX_NEW_TOKENS, num_beams: int = 1) -> dict[str, str]:
+    """{"greedy": ..., "beam": ... (num_beams > 1)} for one question about zero, one or several media."""
     from pathlib import Path
 
+    from ..data.formats import joined_label
     from ..modalities import get_modality
 
-    if modality != "text" and modality not in model.paths:
-        raise ValueError(f"modality '{modality}' has no path in this model (have: {', '.join(model.paths) or 'none'})")
-    check_request(modality, media_path, num_beams, max_new_tokens)
-    media = None
-    if modality != "text":
-        if media_path is None:
-            raise ValueError(f"--media is needed for modality '{modality}'")
-        media = get_modality(modality).load(Path(media_path), dict(model.paths[modality].spec.loader))
-    batch = model.collator(train=False)([{"id": "q", "modality": modality, "media": media, "task": "qa",
-                                          "prompt": prompt, "answer": None}])
+    modalities, paths = _as_lists(modality, media_path)
+    for m in modalities:
+        if m != "text" and m not in model.paths:
+            raise ValueError(f"modality '{m}' has no path in this model (have: {', '.join(model.paths) or 'none'})")
+    if modalities != ["text"] and not paths:
+        raise ValueError(f"--media is needed for modality '{modalities[0]}'")
+    check_request(modalities, paths, num_beams, max_new_tokens)
+    media = [get_modality(m).load(Path(f), dict(model.paths[m].spec.loader)) for m, f in zip(modalities, paths)]
+    item = {"id": "q", "modality": joined_label(modalities), "media": media if len(media) > 1 else (media or [None])[0],
+            "media_modalities": modalities if media else [], "task": "qa", "prompt": prompt, "answer": None}
+    batch = model.collator(train=False)([item])
     out = {"greedy": model.generate(batch, max_new_tokens=max_new_tokens, num_beams=1)[0]}
     if num_beams > 1:
         out["beam"] = model.generate(batch, max_new_tokens=max_new_tokens, num_beams=num_beams)[0]

@@ -50,22 +50,24 @@ def check_file(path: str | Path, root: str | Path | None = None, settings_by_mod
     report, seen = CheckReport(), {}
     for r in tqdm(records, desc=f"check {path.name}", unit="rec", disable=not progress or len(records) < 500):
         where = r.source or f"{path}:{r.id}"
-        modality = get_modality(r.modality)
-        if modality.has_media != (r.media is not None):
-            report.errors.append(f"{where}: {r.modality} record {'needs' if modality.has_media else 'must not have'} media")
-            continue
-        if r.media is not None:
-            key = repr(r.media)
+        if not r.multi:
+            modality = get_modality(r.modality)
+            if modality.has_media != (r.media is not None):
+                report.errors.append(f"{where}: {r.modality} record {'needs' if modality.has_media else 'must not have'} media")
+                continue
+        problem = None
+        for name, ref in r.media_parts():  # every media of the record, each by its own loader
+            key = repr((name, ref))
             if key not in seen:
                 try:
-                    media = resolve_media(r.media, root, follow_symlinks)
-                    modality.load(media, settings.get(r.modality))
+                    get_modality(name).load(resolve_media(ref, root, follow_symlinks), settings.get(name))
                     seen[key] = None
                 except (MediaError, ValueError) as err:
                     seen[key] = str(err)
-            if seen[key] is not None:
-                report.errors.append(f"{where}: {seen[key]}")
-                continue
+            problem = problem or seen[key]
+        if problem is not None:
+            report.errors.append(f"{where}: {problem}")
+            continue
         report.counts[(r.modality, r.task)] += 1
     return report
 

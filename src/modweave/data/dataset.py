@@ -36,9 +36,11 @@ def read_records(path: str | Path, modality: str | None = None, allow_empty: boo
 
 
 class MediaDataset(Dataset):
-    """Items ``{"id", "modality", "media", "task", "prompt", "answer", "candidates"}``.
+    """Items ``{"id", "modality", "media", "media_modalities", "task", "prompt", "answer", "candidates"}``.
 
-    ``media`` is the loader's float32 tensor (shapes in ``modweave.modalities``) or None for text;
+    ``media`` is the loader's float32 tensor (shapes in ``modweave.modalities``), None for text, or for
+    a multi-media record a list of tensors, one per media, whose modalities ``media_modalities`` lists
+    (``[]`` for text, ``[modality]`` for one media); ``modality`` is then the record's label (``image+audio``);
     ``candidates`` is a list (empty when the record has none). Media paths resolve against ``root``
     and may not escape it, not even through a symlink unless ``follow_symlinks`` (see ``resolve_media``).
     ``settings_by_modality`` maps a modality to its settings (instance or dict).
@@ -49,7 +51,8 @@ class MediaDataset(Dataset):
         self.records = [r if isinstance(r, Record) else Record(**{k: v for k, v in r.items() if k in Record.__dataclass_fields__}) for r in records]
         self.root = Path(root)
         settings_by_modality = dict(settings_by_modality or {})
-        self.settings = {m: get_modality(m).make_settings(settings_by_modality.get(m)) for m in {r.modality for r in self.records} | set(settings_by_modality)}
+        used = {m for r in self.records for m in (r.media_modalities if r.multi else [r.modality])}
+        self.settings = {m: get_modality(m).make_settings(settings_by_modality.get(m)) for m in used | set(settings_by_modality)}
         # several records often share one file (a question each about the same clip): load it once
         self.media_cache = media_cache
         self.follow_symlinks = follow_symlinks
@@ -57,26 +60,35 @@ class MediaDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
+    def _load(self, r: Record, modality_name: str, ref: Any) -> Any:
+        """One media of record `r`: resolved inside the root, loaded by its modality (cached by file)."""
+        modality = get_modality(modality_name)
+        try:
+            path = resolve_media(ref, self.root, self.follow_symlinks)
+        except ValueError as err:
+            raise AnnotationError(r.source or r.id, str(err)) from None
+        key = (modality_name, str(path), repr(self.settings[modality_name]))
+        if self.media_cache is not None and key in self.media_cache:
+            return self.media_cache[key]
+        media = modality.load(path, self.settings[modality_name])
+        if self.media_cache is not None:
+            self.media_cache[key] = media
+        return media
+
     def __getitem__(self, i: int) -> dict[str, Any]:
         r = self.records[i]
-        modality = get_modality(r.modality)
-        media = None
-        if modality.has_media and r.media is not None:
-            try:
-                path = resolve_media(r.media, self.root, self.follow_symlinks)
-            except ValueError as err:
-                raise AnnotationError(r.source or r.id, str(err)) from None
-            key = (r.modality, str(path), repr(self.settings[r.modality]))
-            if self.media_cache is not None and key in self.media_cache:
-                media = self.media_cache[key]
-            else:
-                media = modality.load(path, self.settings[r.modality])
-                if self.media_cache is not None:
-                    self.media_cache[key] = media
+        if r.multi:
+            media: Any = [self._load(r, m, ref) for m, ref in r.media_parts()]
+            media_modalities = r.media_modalities
+        elif get_modality(r.modality).has_media and r.media is not None:
+            media, media_modalities = self._load(r, r.modality, r.media), [r.modality]
+        else:
+            media, media_modalities = None, []
         return {
             "id": r.id,
             "modality": r.modality,
             "media": media,
+            "media_modalities": media_modalities,
             "task": r.task,
             "prompt": r.prompt,
             "answer": r.answer,

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import torch
 
+from ..data.collate import row_media
 from ..utils import count_params
 from .config import TrainConfig
 from .data import BatchOrder
@@ -145,8 +146,9 @@ def _routing(model: Any, batch: dict[str, Any], checkpointing: bool) -> contextl
     one modality, so the context can stay set for the whole step."""
     stack = contextlib.ExitStack()
     if checkpointing:
-        stack.enter_context(model.context.samples(batch["modalities"]))
-        media = {m for m, x in zip(batch["modalities"], batch["media"]) if x is not None}
+        rows = model.row_modalities(batch)
+        stack.enter_context(model.context.samples(rows))
+        media = {m for i in range(len(rows)) for m, _ in row_media(batch, i)}
         if len(media) == 1:
             stack.enter_context(model.context.path(media.pop()))
     return stack

@@ -171,7 +171,8 @@ class ExtendedMoeBlock(nn.Module):
         active = torch.ones(rows, len(self.extensions), dtype=torch.bool)
         for s, ext in enumerate(self.extensions):
             if ext.exclusive:  # no sample info: treated as "not this step's modality"
-                active[:, s] = torch.tensor([m == ext.step for m in mods] if mods else [False] * rows)
+                # a row holding several modalities routes to every present modality's steps
+                active[:, s] = torch.tensor([ext.step in m for m in mods] if mods else [False] * rows)
         return active
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:

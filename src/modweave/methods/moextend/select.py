@@ -47,7 +47,7 @@ def expert_usage(model: "XModalLM", batches: Iterable[dict[str, Any]]) -> dict[i
         for batch in batches:
             embeds, attn, _ = model.embed_batch({**batch, "labels": None})
             current_mask[:] = [attn.bool()]
-            with model.context.samples(batch["modalities"]):
+            with model.context.samples(model.row_modalities(batch)):
                 model.llm(inputs_embeds=embeds, attention_mask=attn, use_cache=False)
     finally:
         for h in handles:
