@@ -8,7 +8,8 @@ What one GPU holds while a stage trains (no ZeRO/FSDP sharding; DDP replicates e
 - activations kept for backward through the (frozen) LLM, which the loss must traverse to reach
   the connector: per layer `bytes * b * s * (7h + 4 * I * k)` (attention inputs/outputs and the
   SwiGLU MLP of the k routed experts; attention scores are not stored with SDPA/flash attention);
-  with gradient checkpointing only each layer's input `bytes * b * s * h` plus one layer in full;
+  with gradient checkpointing (each phase's `train.gradient_checkpointing`, as the trainer does, unless
+  forced on or off) only each layer's input `bytes * b * s * h` plus one layer in full;
   the logits `b * s * V * (bytes + 8)` (fp32 upcast for the loss and its gradient); the Q-Former's
   activations (fp32) per frame; the frozen encoders run without grad and are not counted;
 - not counted: CUDA context and allocator fragmentation (add ~1-3 GiB), temporary buffers of fused
@@ -93,10 +94,12 @@ def _media_tokens(model: XModalLM, modality: str, default: int) -> int:
 
 
 def estimate_memory(cfg: RunConfig, micro_batch: int | None = None, seq_len: int | None = None,
-                    grad_checkpointing: bool = False, quantization: str | None = None,
+                    grad_checkpointing: bool | None = None, quantization: str | None = None,
                     prompt_tokens: int = 64, media_tokens: int = 576) -> dict[str, Any]:
-    """Per stage: `{"batch", "seq", "weights", "optimizer", "activations", "total"}` in bytes, plus
-    `"inference"` (weights + KV cache for one sample of the last stage's length)."""
+    """Per stage: `{"batch", "seq", "grad_checkpointing", "weights", "optimizer", "activations", "total"}`
+    (sizes in bytes), plus `"inference"` (weights + KV cache for one sample of the last stage's length).
+    `grad_checkpointing=None` takes each phase's `train.gradient_checkpointing`, like `micro_batch=None`
+    its `train.batch_size`: the estimate describes the run the preset makes."""
     if quantization not in QUANT_BYTES:
         raise ValueError(f"quantization must be one of 8bit, 4bit, none (got {quantization!r})")
     quant = QUANT_BYTES[quantization]
@@ -109,9 +112,11 @@ def estimate_memory(cfg: RunConfig, micro_batch: int | None = None, seq_len: int
         b = micro_batch or train.batch_size  # the trainer's batch_size is per process
         media = frames * _media_tokens(model, modality, media_tokens) if modality else 0
         s = seq_len or prompt_tokens + media
+        ckpt = train.gradient_checkpointing if grad_checkpointing is None else grad_checkpointing
         w, o = _weights_bytes(model, quant), _optimizer_bytes(model)
-        a = _activation_bytes(model, b, s, max(frames, 1), grad_checkpointing) if o else 0.0
-        rows[name] = {"batch": b, "seq": s, "weights": w, "optimizer": o, "activations": a, "total": w + o + a}
+        a = _activation_bytes(model, b, s, max(frames, 1), ckpt) if o else 0.0
+        rows[name] = {"batch": b, "seq": s, "grad_checkpointing": ckpt, "weights": w, "optimizer": o,
+                      "activations": a, "total": w + o + a}
 
     if cfg.base_train is not None:
         model.set_base_trainable(**cfg.base_train)
@@ -132,15 +137,19 @@ def estimate_memory(cfg: RunConfig, micro_batch: int | None = None, seq_len: int
     weights = _weights_bytes(model, quant)
     return {"stages": rows, "inference": {"batch": 1, "seq": s, "weights": weights, "kv_cache": kv,
                                           "total": weights + kv},
-            "settings": {"grad_checkpointing": grad_checkpointing, "quantization": quantization or "none",
+            "settings": {"grad_checkpointing": "preset" if grad_checkpointing is None else grad_checkpointing,
+                         "quantization": quantization or "none",
                          "dtype": cfg.model.llm.dtype}}
 
 
 def format_memory(est: dict[str, Any]) -> str:
     g = lambda x: f"{x / GiB:.2f}"  # noqa: E731
     st = est["settings"]
+    ckpt = {r["grad_checkpointing"] for r in est["stages"].values()}
+    ckpt_text = "on" if ckpt == {True} else "off" if ckpt <= {False} else "per phase (see --json)"
+    source = " (the preset's train.gradient_checkpointing)" if st["grad_checkpointing"] == "preset" else ""
     rows = [f"GPU memory per stage (GiB, one GPU; llm {st['dtype']}, quantization {st['quantization']}, "
-            f"grad checkpointing {'on' if st['grad_checkpointing'] else 'off'})",
+            f"grad checkpointing {ckpt_text}{source})",
             f"{'stage':<22}{'batch':>6}{'seq':>6}{'weights':>10}{'grads+adam':>12}{'activations':>13}{'total':>9}"]
     for name, r in est["stages"].items():
         rows.append(f"{name:<22}{r['batch']:>6}{r['seq']:>6}{g(r['weights']):>10}{g(r['optimizer']):>12}"

@@ -15,7 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="estimate GPU memory per stage instead (weights + grads/AdamW + activations; modweave.memory)")
     p.add_argument("--micro-batch", type=int, default=None, help="per-GPU batch for --memory (default: the preset's)")
     p.add_argument("--seq-len", type=int, default=None, help="tokens per sample for --memory (default: prompt + media)")
-    p.add_argument("--grad-checkpointing", action="store_true", help="--memory with the LLM's gradient checkpointing")
+    p.add_argument("--grad-checkpointing", action=argparse.BooleanOptionalAction, default=None,
+                   help="--memory with (or --no-grad-checkpointing: without) the LLM's gradient checkpointing "
+                        "(default: each phase's train.gradient_checkpointing, as the trainer runs it)")
     p.add_argument("--quantization", choices=["none", "8bit", "4bit"], default="none",
                    help="--memory with the frozen LLM loaded in 8 / 4 bits (bitsandbytes)")
     p.set_defaults(func=run)
@@ -29,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
         if value is not None and value < 1:
             raise ConfigError(f"{flag} must be a positive integer, got {value}")
     memory_only = {"--micro-batch": args.micro_batch is not None, "--seq-len": args.seq_len is not None,
-                   "--grad-checkpointing": args.grad_checkpointing, "--quantization": args.quantization != "none"}
+                   "--grad-checkpointing": args.grad_checkpointing is not None,
+                   "--quantization": args.quantization != "none"}
     ignored = [flag for flag, given in memory_only.items() if given]
     if ignored and not args.memory:
         raise ConfigError(f"{ignored[0]} applies to the memory estimate only: add --memory")
