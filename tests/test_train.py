@@ -213,6 +213,31 @@ def test_generate_cli_greedy_and_beam(trained_run, capsys):
                  "--prompt", "q", "--upto", "video"]) == 2  # no audio path before the audio stage
 
 
+def test_xmodal_pairs_are_evaluated_after_every_stage_and_reported(trained_run):
+    out, _ = trained_run
+    entry = json.loads((out / "report.json").read_text())["methods"]["test-train"]
+    x = entry["xmodal"]
+    assert set(x["labels"]) == {"image+image", "image+video", "image+audio", "video+audio"}
+    by_row = [dict(zip(x["labels"], row)) for row in x["matrix"]]  # rows: base, video, audio
+    assert by_row[0]["image+image"] is not None and by_row[0]["image+video"] is None
+    assert by_row[1]["image+video"] is not None and by_row[1]["video+audio"] is None
+    assert all(v is not None for v in by_row[2].values()) and x["final"] == by_row[2]
+    assert x["mean_without_image"] == x["final"]["video+audio"]  # the only pair without image
+    assert all(c == 0.5 for c in x["chance"].values())
+    assert "## X-modal reasoning" in (out / "report.md").read_text() and (out / "xmodal.png").stat().st_size > 0
+
+
+def test_the_base_trains_on_pairs_of_its_own_modalities_only(digits_root):
+    from modweave.training.config import DataConfig
+    from modweave.training.data import RunData
+
+    data = RunData(load_run_config(CONFIG), DataConfig(root=str(digits_root)))
+    pairs = data.xmodal_train(["text", "image"])
+    assert len(pairs) > 0 and all(pairs[i]["media_modalities"] == ["image", "image"] for i in range(len(pairs)))
+    assert data.xmodal_train(["text"]) is None
+    assert RunData(load_run_config(CONFIG), DataConfig(root=str(digits_root), xmodal="")).xmodal_labels() == []
+
+
 def test_generate_and_eval_cli_with_two_media_of_different_modalities(trained_run, capsys, tmp_path):
     from modweave.cli import main
 

@@ -1,4 +1,5 @@
-"""Run reports: `report.json` (the spec's schema), `report.md`, `accuracy_matrix.png`, `loss_curves.png`.
+"""Run reports: `report.json` (the spec's schema), `report.md`, `accuracy_matrix.png`, `loss_curves.png`,
+`xmodal.png` (when the run asked X-modal questions: each method entry then has `xmodal`, see `xmodal_entry`).
 
 report.json = {"benchmark", "modalities": [...], "seed", "methods": {NAME: {"acc_matrix": [[...]],
 "avg_acc", "plasticity", "forgetting", "bwt", "trainable_params": {stage: n}, "total_params",
@@ -125,9 +126,11 @@ def render(out_dir: str | Path) -> list[Path]:
     check_report(report)
     atomic_write_bytes(out / "report.md", markdown(report).encode())
     written = [out / "report.md"]
-    from .report_plots import plot_accuracy_matrices, plot_losses
+    from .report_plots import plot_accuracy_matrices, plot_losses, plot_xmodal
 
     written.append(plot_accuracy_matrices(report, out / "accuracy_matrix.png"))
+    if any(e.get("xmodal") for e in report["methods"].values()):
+        written.append(plot_xmodal(report, out / "xmodal.png"))
     histories = _read_json(out / LOSSES, {})
     if any(histories.values()):
         written.append(plot_losses(histories, out / "loss_curves.png"))
@@ -153,6 +156,7 @@ def markdown(report: Mapping[str, Any]) -> str:
         lines.append(f"| {name} | {_fmt(e['avg_acc'])} | {_fmt(e['plasticity'])} | {_fmt(e['forgetting'])} | "
                      f"{_fmt(e['bwt'])} | {_fmt(largest)} | {_fmt(e['total_params'])} | "
                      f"{seconds:.1f} |")
+    lines += xmodal_markdown(report)
     for name, e in report["methods"].items():
         rows = e.get("stages") or [f"stage {i}" for i in range(len(e["acc_matrix"]))]
         lines += ["", f"## {name}", "", "accuracy after each stage (rows) on each modality (columns):", "",
@@ -163,6 +167,26 @@ def markdown(report: Mapping[str, Any]) -> str:
         for stage, n in e["trainable_params"].items():
             lines.append(f"| {stage} | {_fmt(n)} | {_fmt(e['train_seconds'].get(stage), 1)} |")
     return "\n".join(lines) + "\n"
+
+
+def xmodal_markdown(report: Mapping[str, Any]) -> list[str]:
+    """The X-modal table: each pair's accuracy after the last stage, per method (chance marked), and
+    the mean over the pairs without image (never trained together: zero-shot). [] when none."""
+    entries = {n: e["xmodal"] for n, e in report["methods"].items() if e.get("xmodal")}
+    if not entries:
+        return []
+    labels = list(dict.fromkeys(k for x in entries.values() for k in x["labels"]))
+    chance = {k: next((x["chance"].get(k) for x in entries.values() if x["chance"].get(k) is not None), None)
+              for k in labels}
+    lines = ["", "## X-modal reasoning", "",
+             "accuracy on questions about two media at once, after the last stage (only image + image pairs "
+             "were ever trained: every other pair is zero-shot); chance in the header:", "",
+             "| method | " + " | ".join(f"{k} ({_fmt(chance[k], 2)})" for k in labels) + " | mean w/o image |",
+             "|---" * (len(labels) + 2) + "|"]
+    for name, x in entries.items():
+        lines.append(f"| {name} | " + " | ".join(_fmt(x["final"].get(k)) for k in labels)
+                     + f" | {_fmt(x['mean_without_image'])} |")
+    return lines
 
 
 # ----------------------------------------------------------------------------------------------
@@ -188,7 +212,24 @@ def method_entry(progress: dict[str, Any]) -> dict[str, Any]:
         "train_seconds": dict(progress["train_seconds"]),
         "stages": rows,
         "plasticity_per_modality": metrics.get("plasticity_per_modality"),
+        **({"xmodal": x} if (x := xmodal_entry(progress, rows)) else {}),
     }
+
+
+def xmodal_entry(progress: Mapping[str, Any], rows: Sequence[str]) -> dict[str, Any] | None:
+    """X-modal results of a run: `labels` (pairs such as `image+audio`), `matrix` (score after each row
+    on each label, None before both modalities had paths), `final` (label -> score after the last
+    row), `chance` (label -> guessing accuracy) and `mean_without_image` (the final mean over labels
+    holding no image: pairs the model never saw together, all zero-shot)."""
+    labels = list(dict.fromkeys(k for r in rows for k in (progress["rows"][r].get("xmodal") or {})))
+    if not labels:
+        return None
+    matrix = [[(progress["rows"][r].get("xmodal") or {}).get(k) for k in labels] for r in rows]
+    final = dict(zip(labels, matrix[-1]))
+    cross = [v for k, v in final.items() if v is not None and "image" not in k.split("+")]
+    return {"labels": labels, "matrix": matrix, "final": final,
+            "chance": {k: (progress.get("xmodal_chance") or {}).get(k) for k in labels},
+            "mean_without_image": sum(cross) / len(cross) if cross else None}
 
 
 def _stage_rows(progress: dict[str, Any]) -> list[str]:

@@ -85,3 +85,32 @@ def plot_losses(histories: Mapping[str, Mapping[str, list]], path: Path) -> Path
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_xmodal(report: Mapping[str, Any], path: Path) -> Path:
+    """Grouped bars: each X-modal pair's accuracy after the last stage, one bar per method, chance dashed."""
+    import numpy as np
+
+    plt = _pyplot()
+    entries = {n: e["xmodal"] for n, e in report["methods"].items() if e.get("xmodal")}
+    labels = list(dict.fromkeys(k for x in entries.values() for k in x["labels"]))
+    width = 0.8 / max(len(entries), 1)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.75 * len(labels) * max(1, len(entries) / 3), 3.6))
+    colours = plt.get_cmap("tab10")
+    for i, (name, x) in enumerate(entries.items()):
+        vals = [np.nan if x["final"].get(k) is None else x["final"][k] for k in labels]
+        ax.bar(np.arange(len(labels)) + (i - (len(entries) - 1) / 2) * width, vals, width, label=name, color=colours(i))
+    chance = [next((x["chance"].get(k) for x in entries.values() if x["chance"].get(k) is not None), np.nan)
+              for k in labels]
+    for j, c in enumerate(chance):
+        ax.hlines(c, j - 0.45, j + 0.45, colors="black", linestyles="dashed", linewidth=1)
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy after the last stage")
+    ax.set_title("X-modal pairs (dashed: chance; only image+image was trained)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path

@@ -423,7 +423,9 @@ class ContinualTrainer:
             return
         if self.cfg.base_train is not None:
             self.model.set_base_trainable(**self.cfg.base_train)
-            items = ConcatItems([self.data.train(m) for m in self.base_modalities])
+            parts = [self.data.train(m) for m in self.base_modalities]
+            pairs = self.data.xmodal_train(self.base_modalities)  # the pair format, on the base's own media
+            items = ConcatItems(parts + ([pairs] if pairs is not None else []))
             self._train("base", items, self.base_cfg, (self.cfg.seed, 0))
         else:
             self.progress["trainable_params"]["base"] = 0
@@ -464,6 +466,26 @@ class ContinualTrainer:
                 self.model.next_phase()
         self._evaluate_row(m)
 
+    def _evaluate_xmodal(self) -> dict[str, float]:
+        """Every X-modal label whose modalities all have paths by now: label -> score (zero-shot for
+        the pairs holding a modality learnt only from its own data)."""
+        from .evaluate import can_run, evaluate_items
+
+        out: dict[str, float] = {}
+        chance = self.progress.setdefault("xmodal_chance", {})
+        for label in self.data.xmodal_labels():
+            if not can_run(self.model, label):
+                continue
+            ds = self.data.xmodal_test(label)
+            items = [ds[i] for i in range(len(ds))]
+            res = evaluate_items(self.model, items, batch_size=self.eval_cfg.batch_size,
+                                 max_new_tokens=self.eval_cfg.max_new_tokens, num_beams=self.eval_cfg.num_beams,
+                                 qa_mode=self.eval_cfg.qa_mode).get(label)
+            if res is not None:
+                out[label] = res["score"]
+                chance[label] = _chance(items)
+        return out
+
     def _evaluate_row(self, row: str) -> None:
         if row in self.progress["rows"] or not self.eval_cfg.enabled:
             return
@@ -480,6 +502,10 @@ class ContinualTrainer:
                 f"{m}={'-' if v is None else f'{v:.3f}'}" for m, v in zip(self.columns, values)), time.perf_counter() - t0)
             self.progress["rows"][row] = {"acc": values,
                                           "tasks": {m: d["tasks"] for m, d in details.items() if d}}
+            xmodal = self._evaluate_xmodal()
+            if xmodal:
+                self.progress["rows"][row]["xmodal"] = xmodal
+                logger.info("after %s, X-modal: %s", row, ", ".join(f"{k}={v:.3f}" for k, v in xmodal.items()))
             self._save_progress()
             log = self._log_fn()
             if log is not None:  # the accuracy matrix row by row: x = the row's index (0 = the base)
@@ -487,6 +513,13 @@ class ContinualTrainer:
                     len(self.progress["rows"]) - 1)
         acc.wait_for_everyone()
 
+
+
+def _chance(items: Sequence[dict]) -> float | None:
+    """Accuracy of guessing among each item's candidates (None without candidates)."""
+    if not items or not all(it.get("candidates") for it in items):
+        return None
+    return sum(1 / len(it["candidates"]) for it in items) / len(items)
 
 
 def run_training(cfg: RunConfig, out_dir: str | Path, resume: bool = False, **kwargs: Any) -> dict[str, Any]:

@@ -35,7 +35,7 @@ def test_check_folder_checks_every_annotation_file(digits_root, tmp_path, capsys
     shutil.copytree(digits_root, root)
     files, skipped = annotation_files(root)
     assert [p.name for p in skipped] == ["meta.json"]  # an object without "annotations": not records
-    assert {p.name for p in files} == {f"{m}_{s}.jsonl" for m in list_modalities() for s in ("train", "test")}
+    assert {p.name for p in files} == {f"{m}_{s}.jsonl" for m in [*list_modalities(), "xmodal"] for s in ("train", "test")}
     rc, out, err = _cli(capsys, str(root / "image_train.jsonl"), "--root", str(root))  # one file: as before
     assert rc == 0 and out.splitlines()[-1] == "12 records ok, 0 problems"
     rc, out, err = _cli(capsys, str(root))

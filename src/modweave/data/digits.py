@@ -22,7 +22,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .formats import Record, write_jsonl
+from .formats import MEDIA_MARKER, Record, write_jsonl
 from .templates import ATTRIBUTE_QUESTIONS, DIGIT_QUESTIONS, TEXT_QUESTIONS, render_prompt
 
 log = logging.getLogger(__name__)
@@ -340,6 +340,10 @@ def digits_texts(config: DigitsConfig | None = None, modalities: Sequence[str] =
         for fam, words in families.items():
             texts.add(render_prompt(m, "qa", ATTRIBUTE_QUESTIONS[fam]))
             texts |= set(words)
+    from .digit_pairs import PAIR_ANSWERS, PAIR_QUESTIONS
+
+    for kind, question in PAIR_QUESTIONS.items():  # the X-modal pair questions (markers split out)
+        texts |= {MEDIA_MARKER.sub(" ", render_prompt("pair", "qa", question)), *PAIR_ANSWERS[kind]}
     return sorted(texts)
 
 
@@ -358,8 +362,13 @@ def write_digits(
     workers: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    pairs: int = 40,
+    train_pairs: int | None = None,
 ) -> dict:
-    """Write MCL-Digits to ``out_dir``: ``<modality>/<media>``, ``<modality>_{train,test}.jsonl``, ``meta.json``.
+    """Write MCL-Digits to ``out_dir``: ``<modality>/<media>``, ``<modality>_{train,test}.jsonl``, ``meta.json``,
+    and the X-modal pair questions ``xmodal_{train,test}.jsonl`` (see data/digit_pairs.py): ``pairs`` test
+    questions per pair of media modalities (0: none), ``train_pairs`` image + image training questions
+    (default: one per image training digit).
 
     Everything is written into a temporary sibling folder and renamed at the end, so a failure leaves
     nothing half-written. ``n_train`` / ``n_test`` take the first indices of each split. Returns the meta dict.
@@ -372,6 +381,8 @@ def write_digits(
     bad = [m for m in modalities if m not in DIGIT_MODALITIES]
     if bad:
         raise ValueError(f"unknown modality {bad[0]!r} for MCL-Digits (known: {', '.join(DIGIT_MODALITIES)})")
+    if pairs < 0 or (train_pairs is not None and train_pairs < 0):
+        raise ValueError(f"pairs={pairs}, train_pairs={train_pairs}: must be >= 0")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out}: already exists and is not empty (pass overwrite=True / --overwrite)")
     digits = load_digits()
@@ -394,7 +405,7 @@ def write_digits(
                 for chunk in np.array_split(idx, max(1, len(idx) // 64)):
                     jobs.append((m, chunk, images[chunk], labels[chunk], seed, cfg, str(tmp)))
         results = _run_jobs(jobs, workers, progress and len(jobs) > 4, tqdm)
-        meta = _write_annotations(tmp, jobs, results, splits, modalities, seed, cfg)
+        meta = _write_annotations(tmp, jobs, results, splits, modalities, seed, cfg, (pairs, train_pairs))
         if out.exists():
             trash = out.parent / f".{out.name}.old-{os.getpid()}"
             out.rename(trash)
@@ -436,16 +447,22 @@ def _run_jobs(jobs: list[tuple], workers: int | None, progress: bool, tqdm) -> l
         bar.close()
 
 
-def _write_annotations(root: Path, jobs, results, splits, modalities, seed: int, cfg: DigitsConfig) -> dict:
+def _write_annotations(root: Path, jobs, results, splits, modalities, seed: int, cfg: DigitsConfig,
+                       pairs: tuple[int, int | None] = (0, None)) -> dict:
+    from .digit_pairs import XMODAL_FILE, write_pair_records
+
     by_file: dict[tuple[str, str], list[dict]] = {(m, s): [] for m in modalities for s in splits}
     split_of = {int(i): s for s, idx in splits.items() for i in idx}
     for job, recs in zip(jobs, results):
         by_file[(job[0], split_of[int(job[1][0])])].extend(recs)
+    xmodal = write_pair_records(by_file, modalities, seed, *pairs)
     texts: set[str] = set()
-    for (m, s), recs in by_file.items():
-        write_jsonl(root / f"{m}_{s}.jsonl", recs)
-        for r in recs:
-            texts |= {r["prompt"], r["answer"], *r.get("candidates", [])}
+    files = [(root / f"{m}_{s}.jsonl", recs) for (m, s), recs in by_file.items()]
+    files += [(root / XMODAL_FILE.format(split=s), recs) for s, recs in xmodal.items() if recs]
+    for path, recs in files:
+        write_jsonl(path, recs)
+        for r in recs:  # `<media:K>` markers never reach a tokenizer (the collator splits them out)
+            texts |= {MEDIA_MARKER.sub(" ", r["prompt"]), r["answer"], *r.get("candidates", [])}
     meta = {
         "benchmark": "mcl-digits",
         "seed": seed,
@@ -453,6 +470,8 @@ def _write_annotations(root: Path, jobs, results, splits, modalities, seed: int,
         "splits": {s: len(idx) for s, idx in splits.items()},
         "counts": {m: {s: len(by_file[(m, s)]) for s in splits} for m in modalities},
         "answers": {m: sorted({r["answer"] for s in splits for r in by_file[(m, s)]}) for m in modalities},
+        "xmodal": {"pairs": sorted({r["modality"] for recs in xmodal.values() for r in recs}),
+                   "counts": {s: len(recs) for s, recs in xmodal.items()}},
         "vocabulary": vocabulary(texts),
         "config": dataclasses.asdict(cfg),
     }

@@ -18,7 +18,9 @@ data:    root (the benchmark folder), train ("{modality}_train.jsonl"), test ("{
          to `end_stage`),
          loader ({modality: {...}}: loader settings over the path spec's `loader`), cache (true: keep
          loaded media in memory), digits (null | {...}: write MCL-Digits into root first when it has no
-         meta.json; keys of `write_digits`, e.g. n_train, n_test, modalities).
+         meta.json; keys of `write_digits`, e.g. n_train, n_test, modalities, pairs), xmodal
+         ("xmodal_{split}.jsonl": samples with several media; the base trains on those of its own
+         modalities, every evaluation row scores each label whose modalities all have paths; "": off).
 eval:    enabled (true), batch_size (32), max_new_tokens (4), num_beams (1), qa_mode ("generate": exact
          match of the generated answer | "rank": rank the record's candidates by summed answer
          log-likelihood), modalities (columns of the accuracy matrix; default: base then stage modalities).
@@ -73,6 +75,9 @@ class DataConfig:
     cache: bool = True
     digits: dict[str, Any] | None = None
     follow_symlinks: bool = False  # media reached through a symlink out of `root` are refused unless true
+    # samples holding several media (X-modal pairs): `root / xmodal.format(split=...)` where present; the
+    # base trains on the pairs of its own modalities, every stage's evaluation asks every pair it can; "" = off
+    xmodal: str = "xmodal_{split}.jsonl"
 
 
 @dataclass

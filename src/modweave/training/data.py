@@ -134,15 +134,64 @@ class RunData:
         return self._cache[key]
 
     def texts(self, modalities: Sequence[str]) -> list[str]:
-        """Every prompt, answer and candidate of `modalities`' train and test files (what a word-level
-        tokenizer must know)."""
+        """Every prompt, answer and candidate of `modalities`' train and test files, and of the X-modal
+        files (what a word-level tokenizer must know; `<media:K>` markers are split out)."""
+        from ..data.formats import MEDIA_MARKER
+
         out: list[str] = []
         for m in modalities:
             for split in ("train", "test"):
                 if self.has(m, split):
                     for r in self._records(m, split):
                         out += [r.prompt, r.answer, *(r.candidates or [])]
+        for split in ("train", "test"):
+            for r in self._xmodal_records(split):
+                out += [MEDIA_MARKER.sub(" ", r.prompt), r.answer, *(r.candidates or [])]
         return out
+
+    # ---- X-modal pairs: samples holding several media (data/digit_pairs.py writes MCL-Digits')
+
+    def xmodal_file(self, split: str) -> Path:
+        return self.root / self.data.xmodal.format(split=split)
+
+    def _xmodal_records(self, split: str) -> list:
+        from ..data.dataset import read_records
+
+        if not self.data.xmodal or not self.xmodal_file(split).is_file():
+            return []
+        key = ("<xmodal>", split)
+        if key not in self._read:
+            self._read[key] = [r for r in read_records(self.xmodal_file(split)) if r.multi]
+        return self._read[key]
+
+    def _xmodal_dataset(self, key: tuple[str, str], records: list) -> CachedDataset:
+        if key not in self._cache:
+            from ..data.dataset import MediaDataset
+
+            used = {m for r in records for m in r.media_modalities}
+            ds = MediaDataset(records, self.root, {m: self.settings.get(m, {}) for m in used}, media_cache=self._media,
+                              follow_symlinks=self.data.follow_symlinks)
+            self._cache[key] = CachedDataset(ds, self.data.cache)
+        return self._cache[key]
+
+    def xmodal_train(self, modalities: Sequence[str]) -> CachedDataset | None:
+        """Training pairs whose media all have one of `modalities` (the base's), None when there are none."""
+        allowed = set(modalities)
+        records = [r for r in self._xmodal_records("train") if set(r.media_modalities) <= allowed]
+        if self.data.max_train is not None:
+            records = records[: self.data.max_train]
+        return self._xmodal_dataset(("<xmodal>", "train:" + ",".join(sorted(allowed))), records) if records else None
+
+    def xmodal_labels(self) -> list[str]:
+        """The labels (`image+audio`, ...) of the X-modal test pairs, in file order."""
+        return list(dict.fromkeys(r.modality for r in self._xmodal_records("test")))
+
+    def xmodal_test(self, label: str) -> CachedDataset:
+        """Test pairs of one label (at most `data.max_test`)."""
+        records = [r for r in self._xmodal_records("test") if r.modality == label]
+        if self.data.max_test is not None:
+            records = records[: self.data.max_test]
+        return self._xmodal_dataset(("<xmodal>", "test:" + label), records)
 
     def train(self, modality: str) -> CachedDataset:
         return self._dataset(modality, "train")

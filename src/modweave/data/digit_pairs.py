@@ -1,0 +1,103 @@
+"""MCL-Digits X-modal pairs: questions about two media at once, possibly of different modalities.
+
+"Do <media:1> and <media:2> show the same digit?" (yes / no, balanced) and "Which shows the larger
+digit, <media:1> or <media:2>?" (first / second, balanced; the digits differ). Pairs reuse the media
+files the benchmark already wrote, from ONE split: test pairs only ever hold test handwriting.
+
+Training pairs are image + image only (the base learns the pair format); test pairs cover every pair
+of media modalities, so after a later modality is learnt from its own data alone, a question across
+it and any other seen modality is asked zero-shot (PathWeave's X-modal reasoning).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+
+from .formats import Record, joined_label
+from .templates import render_prompt
+
+PAIR_QUESTIONS = {
+    "same": "Do <media:1> and <media:2> show the same digit?",
+    "larger": "Which shows the larger digit, <media:1> or <media:2>?",
+}
+PAIR_ANSWERS = {"same": ("yes", "no"), "larger": ("first", "second")}
+#: what the base trains on: pairs of its own modality
+TRAIN_PAIRS = (("image", "image"),)
+XMODAL_FILE = "xmodal_{split}.jsonl"
+
+
+def pair_modalities(modalities: Sequence[str]) -> list[tuple[str, str]]:
+    """The test pairs: image + image, then every pair of two different media modalities, in order."""
+    media = [m for m in modalities if m != "text"]
+    out = [("image", "image")] if "image" in media else []
+    return out + list(combinations(media, 2))
+
+
+def _digit_samples(records: Sequence[Mapping[str, Any]]) -> list[tuple[Any, int]]:
+    """(media, digit) of each sample, from its digit question's record."""
+    from .digits import DIGIT_WORDS
+
+    return [(r["media"], DIGIT_WORDS.index(r["answer"])) for r in records if r["id"].endswith("-digit")]
+
+
+def _pick(rng: np.random.Generator, pool: list[tuple[Any, int]], ok: Callable[[int], bool] = lambda d: True,
+          exclude: Any = None) -> tuple[Any, int] | None:
+    """A random sample of `pool` whose digit passes `ok` (not the media `exclude`), None if none does."""
+    cands = [s for s in pool if ok(s[1]) and s[0] != exclude]
+    return cands[int(rng.integers(len(cands)))] if cands else None
+
+
+def pair_records(a: str, b: str, pools: Mapping[str, list[tuple[Any, int]]], n: int, seed: int,
+                 split: str) -> list[dict]:
+    """`n` pair questions over modalities `a` (<media:1>) and `b` (<media:2>): alternately `same` and
+    `larger`, each with alternating (so balanced) answers, deterministic per (seed, split, a, b)."""
+    from .digits import DIGIT_MODALITIES
+
+    rng = np.random.default_rng([seed, 7919, ("train", "test").index(split), DIGIT_MODALITIES.index(a),
+                                 DIGIT_MODALITIES.index(b)])
+    label = joined_label([a, b])
+    out = []
+    for k in range(n):
+        kind = ("same", "larger")[k % 2]
+        answer = PAIR_ANSWERS[kind][(k // 2) % 2]
+        if kind == "same":
+            first = _pick(rng, pools[a])
+            d = first[1] if first else -1
+            second = first and _pick(rng, pools[b], (lambda x: x == d) if answer == "yes" else (lambda x: x != d),
+                                     exclude=first[0])
+        elif answer == "first":  # the first digit is the larger one
+            first = _pick(rng, pools[a], lambda x: x >= 1)
+            d = first[1] if first else -1
+            second = first and _pick(rng, pools[b], lambda x: x < d, exclude=first[0])
+        else:
+            first = _pick(rng, pools[a], lambda x: x <= 8)
+            d = first[1] if first else 10
+            second = first and _pick(rng, pools[b], lambda x: x > d, exclude=first[0])
+        if not (first and second):
+            continue
+        media = [{"modality": a, "path": first[0]}, {"modality": b, "path": second[0]}]
+        rec = Record(f"pair-{label}-{split}-{k:04d}-{kind}", label, media, "qa",
+                     render_prompt(label, "qa", PAIR_QUESTIONS[kind]), answer, list(PAIR_ANSWERS[kind]))
+        out.append(rec.to_dict())
+    return out
+
+
+def write_pair_records(by_file: Mapping[tuple[str, str], list[dict]], modalities: Sequence[str], seed: int,
+                       n_test: int, n_train: int | None) -> dict[str, list[dict]]:
+    """`{split: records}` for the X-modal files: test pairs for every pair of media modalities
+    (`n_test` each), training pairs of the base's modality (`n_train`; default one per training digit)."""
+    pools = {(m, s): _digit_samples(recs) for (m, s), recs in by_file.items() if m != "text"}
+    out: dict[str, list[dict]] = {"train": [], "test": []}
+    if n_test <= 0:
+        return out
+    for a, b in pair_modalities(modalities):
+        out["test"] += pair_records(a, b, {a: pools[(a, "test")], b: pools[(b, "test")]}, n_test, seed, "test")
+    for a, b in TRAIN_PAIRS:
+        if (a, "train") in pools and (b, "train") in pools:
+            n = n_train if n_train is not None else len(pools[(a, "train")])
+            out["train"] += pair_records(a, b, {a: pools[(a, "train")], b: pools[(b, "train")]}, n, seed, "train")
+    return out
