@@ -209,7 +209,7 @@ ELSEWHERE.update({row: "tests/test_memory.py::test_paper_scale_memory_table_is_w
 )})
 
 # the name of a command in a sentence, with nothing to run
-PROSE = {"modweave params"}
+PROSE = {"modweave params", "modweave eval"}
 
 
 # ----------------------------------------------------------------------------------------------- running
