@@ -47,3 +47,11 @@ def test_count_params_counts_shared_once():
     lin = torch.nn.Linear(3, 3)
     seq = torch.nn.Sequential(lin, lin)
     assert count_params(seq) == 12
+
+
+def test_memory_flags_without_memory_are_refused(capsys):
+    """--no-grad-checkpointing (a forced default) is still a memory-only flag: one line, exit 2."""
+    for flag in ("--grad-checkpointing", "--no-grad-checkpointing"):
+        assert main(["params", str(TINY), flag]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--grad-checkpointing applies to the memory estimate only" in err[0]
