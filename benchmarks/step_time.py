@@ -6,6 +6,10 @@ backward, AdamW) on the same batch of 32 random 3-frame clips is timed for every
 robin after warm-up (benchmarks/_timing.py): median of the per-round ratios over `frozen`, with the spread.
 
     .venv/bin/python benchmarks/step_time.py [--batch 32] [--rounds 15] [--modality video] [--threads N] [--methods ana,lora]
+        [--compile inductor]
+
+`--compile BACKEND` also times each method with its LLM and connectors compiled as `train.compile: true`
+does (`<method>+compiled`, in the same round robin; the warm-up steps include the compilation).
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ def main() -> None:
     ap.add_argument("--modality", default="video")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--methods", default="", help="comma-separated subset (frozen is always included)")
+    ap.add_argument("--compile", default="", help="also time each method compiled with this torch.compile backend")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -67,6 +72,13 @@ def main() -> None:
         model, batch = build(method, base, spec, args.batch)
         steps[method] = stepper(model, batch)
         trainable[method] = f"{sum(p.numel() for p in model.parameters() if p.requires_grad):>12,}"
+        if args.compile:
+            from modweave.training.loop import _compile
+
+            compiled, cbatch = build(method, base, spec, args.batch)
+            _compile(compiled, args.compile)
+            steps[f"{method}+compiled"] = stepper(compiled, cbatch)
+            trainable[f"{method}+compiled"] = trainable[method]
     cpu: dict[str, list[float]] = {}
     times = round_robin(steps, args.rounds, args.warmup, cpu=cpu)
     print(f"{args.modality} stage, batch {args.batch}, {torch.get_num_threads()} threads, "

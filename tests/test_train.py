@@ -316,6 +316,30 @@ def test_activation_checkpointing_gives_the_same_training(digits_root, tmp_path,
     assert not runs[True].model.llm.is_activation_checkpointing  # switched off after the stage
 
 
+def test_compiled_training_gives_the_same_losses_and_leaves_eager_modules(digits_root, tmp_path):
+    # aot_eager: dynamo's graphs through autograd without generating C++ (inductor compiles for minutes
+    # on 2 cores; benchmarks/step_time.py --compile measures it)
+    from torch._dynamo.utils import counters
+
+    runs, graphs = {}, {}
+    for on in (False, True):
+        before = counters["stats"]["unique_graphs"]
+        cfg = _cfg(digits_root, "eval.enabled=false", "train.steps=2", "train.base.steps=0",
+                   f"train.compile={str(on).lower()}", "train.compile_backend=aot_eager")
+        cfg.stages = cfg.stages[1:]  # audio through lora
+        trainer = ContinualTrainer(cfg, tmp_path / str(on))
+        trainer.run()
+        runs[on], graphs[on] = trainer, counters["stats"]["unique_graphs"] - before
+    assert graphs[False] == 0 and graphs[True] > 0  # dynamo did capture the compiled run
+    eager, compiled = (runs[k].progress["losses"]["audio"] for k in (False, True))
+    assert [s for s, _ in eager] == [s for s, _ in compiled]
+    assert all(abs(a - b) <= 1e-5 * max(1.0, abs(a)) for (_, a), (_, b) in zip(eager, compiled))
+    a, b = runs[False].model.state_dict(), runs[True].model.state_dict()
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    model = runs[True].model
+    assert all(m._compiled_call_impl is None for m in (model.llm, *model.connectors.values()))
+
+
 def test_log_with_a_tracker_that_is_not_installed_only_warns(digits_root, tmp_path, caplog):
     import importlib.util
 

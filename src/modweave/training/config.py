@@ -5,7 +5,8 @@ YAML keys (all optional):
 train:   steps (optimizer steps per stage phase, 100), batch_size (per process, 16), grad_accum (1),
          lr (1e-3), weight_decay (0.01), betas ([0.9, 0.999]), warmup_steps (0), min_lr_ratio (0.0: the
          cosine decays to 0), max_grad_norm (1.0; null: no clipping), mixed_precision ("no" | "bf16" |
-         "fp16", GPU only), gradient_checkpointing (false), checkpoint_every (0: only at stage ends),
+         "fp16", GPU only), gradient_checkpointing (false), compile (false: torch.compile the LLM and
+         connectors while a phase trains), compile_backend ("inductor"), checkpoint_every (0: only at stage ends),
          log_every (10), log_with (null | "tensorboard" | "wandb" | "trackio" | "mlflow" | ...: accelerate's trackers), num_workers (0), cpu (false: use a
          GPU when there is one), progress (true), base ({...}: overrides for the base stage, e.g. steps).
          A stage's own `train:` mapping overrides these for that stage (every phase of it); its
@@ -53,6 +54,10 @@ class TrainConfig:
     max_grad_norm: float | None = setting(1.0, gt=0)
     mixed_precision: str = setting("no", choices=("no", "bf16", "fp16"))
     gradient_checkpointing: bool = False
+    # torch.compile the LLM and the connectors while a phase trains (state-dict keys unchanged);
+    # the backend: "inductor" (generated C++/Triton kernels), "aot_eager" (graphs, no codegen), ...
+    compile: bool = False
+    compile_backend: str = "inductor"
     checkpoint_every: int = setting(0, min=0)
     log_every: int = setting(10, min=0)
     log_with: str | None = setting(None, choices=TRACKERS)

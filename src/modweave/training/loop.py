@@ -63,6 +63,8 @@ def train_phase(*, model: Any, accelerator: Any, stage: str, items: Any, cfg: Tr
     order = BatchOrder(len(items), cfg.batch_size, seed, accelerator.process_index, accelerator.num_processes)
     if cfg.gradient_checkpointing:
         _gradient_checkpointing(model, True)
+    if cfg.compile:
+        _compile(model, cfg.compile_backend)
     model.train()
     wrapped, optimizer = accelerator.prepare(model, optimizer)
     start, losses = 0, []
@@ -128,6 +130,8 @@ def train_phase(*, model: Any, accelerator: Any, stage: str, items: Any, cfg: Tr
         bar.close()
         if cfg.gradient_checkpointing:
             _gradient_checkpointing(model, False)
+        if cfg.compile:
+            _compile(model, None)
         # undo accelerate's autocast wrapper on forward (mixed precision) and drop this phase's references
         accelerator.unwrap_model(wrapped, keep_fp32_wrapper=False)
         accelerator.free_memory()
@@ -135,6 +139,17 @@ def train_phase(*, model: Any, accelerator: Any, stage: str, items: Any, cfg: Tr
     if losses and not math.isfinite(losses[-1][1]):
         raise TrainingError(f"stage '{stage}': final loss is not finite")
     return {"losses": losses, "seconds": seconds, "trainable_params": trainable, "samples": samples}
+
+
+def _compile(model: Any, backend: str | None) -> None:
+    """`torch.compile` the LLM's and the connectors' calls in place (`nn.Module.compile`: parameters and
+    state-dict keys stay as they are), or, with `backend=None`, go back to eager calls. Routing state
+    the modules read (`model.context`) is guarded by dynamo: a new modality or phase recompiles."""
+    for module in (model.llm, *model.connectors.values()):
+        if backend is None:
+            module._compiled_call_impl = None
+        else:
+            module.compile(backend=backend)
 
 
 def _routing(model: Any, batch: dict[str, Any], checkpointing: bool) -> contextlib.AbstractContextManager:
