@@ -2,9 +2,17 @@
 
 1. write MCL-Digits to OUT/data (real PNG / MP4 / WAV / 16-bit PNG / PLY files, read back by the loaders);
 2. train the shared base once (a Mixtral-shaped MoE LLM + image Q-Former, on text + image) into OUT/base;
-3. for each method, grow that same base by video -> audio -> depth -> point cloud into OUT/<method>,
-   evaluating every modality after every stage (the accuracy matrix);
+3. for each method variant, grow that same base by video -> audio -> depth -> point cloud into
+   OUT/<label>, evaluating every modality after every stage (the accuracy matrix);
 4. merge everything into OUT/report.{json,md}, OUT/accuracy_matrix.png and print the comparison.
+
+Methods are variants (`methods/variants.py`): `ana`, or `ana[in_adapters=false,gate=false]` (run in
+OUT/ana-no_gate-no_in_adapters, reported under that label). A variant gets its base method's
+METHOD_STAGE settings and training overrides, with its own settings on top.
+
+Several seeds (`seeds=[0, 1, 2]`): the whole demo once per seed in OUT/seed-<s>/ (its own MCL-Digits,
+its own base, its own report), then OUT/report.{json,md} hold the mean +- std over seeds
+(`report_seeds.merge_seeds`). One seed keeps the single layout above.
 
 Every method run starts from a copy of the base checkpoint and its evaluated row, and all runs share
 one in-memory copy of the loaded media, so the base is trained and the files are decoded only once.
@@ -17,11 +25,13 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig, apply_overrides, load_yaml, run_config
+from .config import ConfigError, RunConfig, apply_overrides, load_yaml, run_config
 from .methods import get_method
 from .utils import atomic_write_bytes
 
@@ -45,6 +55,62 @@ QUICK = ["train.base.steps=100", "train.steps=20", "data.max_test=60", "data.hel
          "data.digits.n_train=300", "data.digits.n_test=30"]
 
 
+@dataclass(frozen=True)
+class Variant:
+    """One entry of `--methods`: the text as given, the registered method, its settings as given
+    (before METHOD_STAGE's are added) and the run's label (its folder and report name)."""
+
+    text: str
+    method: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    label: str = ""
+
+
+def resolve_methods(methods: str | Sequence[str | Variant] | None) -> list[Variant]:
+    """`"ana,ana[gate=false],lora"` (or a list of such strings) -> checked variants, in order.
+    ConfigError (one line) for an unknown method, a bad setting (also once merged with METHOD_STAGE's)
+    or two entries with the same label."""
+    from .methods.variants import check_variant, split_variants, variant_label
+
+    if methods is None:
+        methods = list(DEMO_METHODS)
+    elif isinstance(methods, str):
+        methods = split_variants(methods)
+    out: list[Variant] = []
+    for item in methods:
+        if isinstance(item, Variant):
+            out.append(item)
+            continue
+        name, settings = check_variant(item)
+        label = variant_label(name, settings)
+        try:  # the settings the stages will get: METHOD_STAGE's under the variant's
+            get_method(name).check_settings(_stage_settings(name, settings, {}), where=label)
+        except ValueError as err:
+            raise ConfigError(f"method variant '{item}': {err}") from None
+        out.append(Variant(item, name, settings, label))
+    seen: dict[str, str] = {}
+    for v in out:
+        if v.label in seen:
+            raise ConfigError(f"--methods: '{seen[v.label]}' and '{v.text}' are the same run ('{v.label}')")
+        seen[v.label] = v.text
+    if not out:
+        raise ConfigError("--methods: no method given")
+    return out
+
+
+def parse_seeds(text: str) -> list[int]:
+    """`"0,1,2"` -> `[0, 1, 2]`; ConfigError naming the bad entry (not an integer, negative, repeated)."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part.isdigit():
+            raise ConfigError(f"--seeds '{text}': '{part}' is not a non-negative integer")
+        if int(part) in seeds:
+            raise ConfigError(f"--seeds '{text}': seed {int(part)} is given twice")
+        seeds.append(int(part))
+    return seeds
+
+
 def demo_config(overrides: list[str] | None = None, quick: bool = False, seed: int = 0) -> RunConfig:
     """The packaged demo preset with `--quick` reductions and user overrides applied."""
     preset = resources.files("modweave") / "presets" / "demo.yaml"
@@ -56,16 +122,32 @@ def demo_config(overrides: list[str] | None = None, quick: bool = False, seed: i
     return run_config(apply_overrides(data, (QUICK if quick else []) + list(overrides or [])))
 
 
-def method_config(base: RunConfig, method: str) -> RunConfig:
-    """The demo run for one method: every stage through `method`, with its settings and overrides."""
+def _merge(low: dict[str, Any], high: dict[str, Any]) -> dict[str, Any]:
+    """`high` over `low`, nested mappings merged key by key (`gate_noise.enabled` keeps `min_std`)."""
+    out = dict(low)
+    for key, value in high.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _stage_settings(method: str, variant: dict[str, Any], stage: dict[str, Any]) -> dict[str, Any]:
+    """A stage's settings: METHOD_STAGE's for the base method, then the preset's stage, then the variant."""
+    extra = METHOD_STAGE.get(method, {"settings": {}})["settings"]
+    return _merge(_merge(copy.deepcopy(extra), stage), variant)
+
+
+def method_config(base: RunConfig, method: str | Variant) -> RunConfig:
+    """The demo run for one method variant: every stage through its method, with METHOD_STAGE's
+    settings and overrides (by the base method's name) and the variant's settings on top."""
+    variant = method if isinstance(method, Variant) else resolve_methods([method])[0]
     cfg = copy.deepcopy(base)
-    cfg.name = method
-    extra = METHOD_STAGE.get(method, {"settings": {}, "train": {}})
+    cfg.name = variant.label
+    extra = METHOD_STAGE.get(variant.method, {"settings": {}, "train": {}})
+    phases = len(get_method(variant.method).phases)
     for st in cfg.stages:
-        st.method = method
-        st.settings = {**extra["settings"], **st.settings}
+        st.method = variant.method
+        st.settings = _stage_settings(variant.method, variant.settings, st.settings)
         st.train = {**extra["train"], **st.train}
-        phases = len(get_method(method).phases)
         if phases > 1:  # a multi-phase method's phases share the stage's step budget
             st.train.setdefault("steps", max(1, _steps(cfg) // phases))
     return cfg
@@ -87,27 +169,64 @@ def _seed_from_base(base_dir: Path, run_dir: Path) -> None:
     atomic_write_bytes(run_dir / "progress.json", json.dumps(keep).encode())
 
 
-def run_demo(out: str | Path = "runs/demo", methods: list[str] | None = None, quick: bool = False,
-             seed: int = 0, overrides: list[str] | None = None) -> dict[str, Any]:
-    """Run the demo into `out`; returns the merged report (spec schema)."""
-    from .data.digits import digits_texts, write_digits
-    from .methods import list_methods
-    from .report import write_report
-    from .train import ContinualTrainer, build_report
-    from .training.config import DataConfig, parse_section
-    from .training.data import RunData
+def seed_folder(out: str | Path, seed: int) -> Path:
+    """Where seed `seed` of a several-seed demo runs."""
+    return Path(out) / f"seed-{seed}"
 
-    methods = list(methods or DEMO_METHODS)
-    unknown = [m for m in methods if m not in list_methods()]
-    if unknown:
-        raise ValueError(f"unknown method '{unknown[0]}' (known: {', '.join(list_methods())})")
+
+def run_demo(out: str | Path = "runs/demo", methods: str | Sequence[str | Variant] | None = None,
+             quick: bool = False, seed: int = 0, overrides: list[str] | None = None,
+             seeds: Sequence[int] | None = None) -> dict[str, Any]:
+    """Run the demo into `out` (`seeds`: once per seed, merged); returns the report (report.py's schema).
+    Every input (methods, settings, overrides, folders) is checked before any work starts."""
+    variants = resolve_methods(methods)
+    seeds = list(seeds) if seeds else [seed]
     out = Path(out)
+    budget = {"quick": quick, "overrides": list(overrides or [])}
+    folders = {s: (out if len(seeds) == 1 else seed_folder(out, s)) for s in seeds}
+    configs = {s: _checked_config(overrides, quick, s) for s in seeds}
+    if len(seeds) > 1:
+        _check_claim(out, {"seeds": seeds, **budget}, ignore=("seeds",))
+    for s in seeds:
+        _check_claim(folders[s], {"seed": s, **budget})
+    if len(seeds) == 1:
+        return _run_seed(folders[seeds[0]], variants, configs[seeds[0]], {"seed": seeds[0], **budget})
+
+    from .report import write_report
+    from .report_seeds import merge_seeds
+
+    t_start = time.perf_counter()
+    _claim(out, {"seeds": seeds, **budget}, ignore=("seeds",))
+    reports = []
+    for s in seeds:
+        logger.info("demo seed %d (%d of %d) in %s", s, len(reports) + 1, len(seeds), folders[s])
+        reports.append(_run_seed(folders[s], variants, configs[s], {"seed": s, **budget}))
+    merged = merge_seeds(reports)
+    merged["wall_seconds"] = round(time.perf_counter() - t_start, 1)
+    write_report(out, merged, {})  # loss curves stay per seed
+    return merged
+
+
+def _checked_config(overrides: list[str] | None, quick: bool, seed: int) -> RunConfig:
     cfg = demo_config(overrides, quick, seed)
     digits = dict(cfg.data.get("digits") or {})
     if digits.get("seed", seed) != seed:
         raise ValueError(f"config key 'data.digits.seed': the demo writes MCL-Digits with --seed ({seed}); "
                          "pass --seed instead")
-    _claim(out, {"seed": seed, "quick": quick, "overrides": list(overrides or [])})
+    return cfg
+
+
+def _run_seed(out: Path, variants: list[Variant], cfg: RunConfig, budget: dict[str, Any]) -> dict[str, Any]:
+    """One seed's demo in `out`: data, base, every variant, report; returns the report."""
+    from .data.digits import digits_texts, write_digits
+    from .report import write_report
+    from .train import ContinualTrainer, build_report
+    from .training.config import DataConfig, parse_section
+    from .training.data import RunData
+
+    seed = budget["seed"]
+    digits = dict(cfg.data.get("digits") or {})
+    _claim(out, budget)
     t_start = time.perf_counter()
 
     data_root = out / "data"
@@ -132,17 +251,19 @@ def run_demo(out: str | Path = "runs/demo", methods: list[str] | None = None, qu
 
     report: dict[str, Any] | None = None
     histories: dict[str, Any] = {}
-    for method in methods:
-        mcfg = method_config(cfg, method)
-        run_dir = out / method
+    for variant in variants:
+        mcfg = method_config(cfg, variant)
+        run_dir = out / variant.label
         _seed_from_base(base_dir, run_dir)
         entry = _run(ContinualTrainer, mcfg, run_dir, shared)
+        if variant.settings:  # what ran under this label (plain methods keep the old entry as it was)
+            entry = {**entry, "variant": {"method": variant.method, "settings": variant.settings}}
         progress = json.loads((run_dir / "progress.json").read_text())
         if report is None:
             report = build_report(progress, {})
             report["benchmark"] = "mcl-digits"
-        report["methods"][method] = entry
-        histories[method] = progress.get("losses", {})
+        report["methods"][variant.label] = entry
+        histories[variant.label] = progress.get("losses", {})
     assert report is not None
     report["wall_seconds"] = round(time.perf_counter() - t_start, 1)
     write_report(out, report, histories)
@@ -160,19 +281,28 @@ def _preload(data: Any, modalities: list[str]) -> None:
             ds[i]
 
 
-def _claim(out: Path, budget: dict[str, Any]) -> None:
-    """Runs in `out` resume only with the same seed and budget: a quick base must never be reused by a
-    full demo (and vice versa), so a different budget in the same folder is refused."""
-    from .runs import check_run_folder, claim_run_folder
+def _check_claim(out: Path, budget: dict[str, Any], ignore: Sequence[str] = ()) -> None:
+    """Refuse `out` unless a demo with the same budget (keys in `ignore` aside) may run there; writes nothing.
+    A quick base must never be reused by a full demo (and vice versa), nor one seed's by another."""
+    from .runs import check_run_folder
 
     check_run_folder(out, "demo")  # a training run's folder, a file or a stranger's folder: refused
     path = out / "demo.json"
     if path.exists():
         old = json.loads(path.read_text())
-        if old != budget:
+        if {k: v for k, v in old.items() if k not in ignore} != {k: v for k, v in budget.items() if k not in ignore}:
             raise ValueError(f"{out} holds a demo run with {old}, not {budget}: use another --out")
+
+
+def _claim(out: Path, budget: dict[str, Any], ignore: Sequence[str] = ()) -> None:
+    """Runs in `out` resume only with the same seed and budget (`_check_claim`); claims `out` and
+    records the budget (keys in `ignore`, e.g. the seed list of a merged folder, are updated)."""
+    from .runs import claim_run_folder
+
+    _check_claim(out, budget, ignore)
     claim_run_folder(out, "demo")
-    if not path.exists():
+    path = out / "demo.json"
+    if not path.exists() or json.loads(path.read_text()) != budget:
         atomic_write_bytes(path, json.dumps(budget).encode())
 
 
@@ -184,22 +314,38 @@ def _run(trainer_cls: Any, cfg: RunConfig, run_dir: Path, shared: Any) -> dict[s
 
 
 def summary_table(report: dict[str, Any]) -> str:
-    """The final comparison as aligned text (what the demo prints; the same columns as report.md)."""
+    """The final comparison as aligned text (what the demo prints; the same columns as report.md).
+    A report merged over seeds shows mean±std per cell (std over its `seeds`)."""
     from .report import largest_stage_trainable, stage_train_seconds
 
     mods = report["modalities"]
-    head = f"{'method':<10}{'avg acc':>9}{'plast.':>8}{'forget.':>9}{'BWT':>8}  {'trainable/stage':>16}{'train s':>9}"
+    spread = any(e.get("spread") for e in report["methods"].values())
+    w = max([10, *(len(n) + 2 for n in report["methods"])])
+    c = 13 if spread else 8  # "0.650±0.012" needs 11 characters and a gap
+    head = (f"{'method':<{w}}{'avg acc':>{c + 1}}{'plast.':>{c}}{'forget.':>{c + 1}}{'BWT':>{c}}"
+            f"  {'trainable/stage':>16}{'train s':>9}")
     lines = [head, "-" * len(head)]
     for name, e in report["methods"].items():
         per, secs = largest_stage_trainable(e) or 0, stage_train_seconds(e)
-        lines.append(f"{name:<10}{_f(e['avg_acc']):>9}{_f(e['plasticity']):>8}{_f(e['forgetting']):>9}"
-                     f"{_f(e['bwt']):>8}  {per:>16,}{secs:>9.1f}")
+        cells = [_cell(e, k) for k in ("avg_acc", "plasticity", "forgetting", "bwt")]
+        lines.append(f"{name:<{w}}{cells[0]:>{c + 1}}{cells[1]:>{c}}{cells[2]:>{c + 1}}{cells[3]:>{c}}"
+                     f"  {round(per):>16,}{secs:>9.1f}")
     lines.append("")
-    lines.append("final accuracy per modality (" + ", ".join(mods) + "):")
+    what = f"mean±std over seeds {', '.join(map(str, report['seeds']))}, " if spread else ""
+    lines.append(f"final accuracy per modality ({what}" + ", ".join(mods) + "):")
     for name, e in report["methods"].items():
-        last = e["acc_matrix"][-1] if e["acc_matrix"] else []
-        lines.append(f"  {name:<10}" + " ".join(f"{_f(v):>6}" for v in last))
+        last = e["acc_matrix"][-1] if e["acc_matrix"] else [None] * len(mods)
+        cells = [_cell(e, f"final.{m}", v) for m, v in zip(mods, last)]
+        lines.append(f"  {name:<{w}}" + " ".join(f"{x:>{c - 1 if spread else 6}}" for x in cells))
     return "\n".join(lines)
+
+
+def _cell(entry: dict[str, Any], metric: str, value: Any = None) -> str:
+    """`entry`'s `metric` as text: mean±std when the entry holds a spread over seeds."""
+    s = (entry.get("spread") or {}).get(metric)
+    if s is not None:
+        return _f(s["mean"]) if s["std"] is None else f"{_f(s['mean'])}±{_f(s['std'])}"
+    return _f(entry.get(metric) if value is None else value)
 
 
 def _f(v: Any) -> str:

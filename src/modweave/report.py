@@ -6,6 +6,20 @@ report.json = {"benchmark", "modalities": [...], "seed", "methods": {NAME: {"acc
 "train_seconds": {stage: s}, "stages": [row names]}}}; loss histories live in loss_history.json
 ({NAME: {stage: [[step, loss], ...]}}). `add_method` merges one method into a report folder (the demo
 runs several methods into one), `render` re-draws the markdown and figures from the JSON files.
+A demo method variant's entry also holds `"variant": {"method": registered name, "settings": {...}}`.
+
+Merged over seeds (`report_seeds.merge_seeds`, `modweave demo --seeds 0,1,2`), the same schema, plus:
+- top level `"seeds": [0, 1, 2]` (the seeds in run order; `"seed"` is the first of them);
+- every number of a method entry is the MEAN over seeds: `acc_matrix` cell by cell, `avg_acc`,
+  `plasticity`, `forgetting`, `bwt`, `plasticity_per_modality`, `train_seconds`, `xmodal` (`matrix`,
+  `final`, `mean_without_image`); `trainable_params` / `total_params` are the counts when every seed
+  has the same (they do: the architecture does not depend on the seed), else their mean;
+- per method `"spread": {METRIC: {"mean", "std", "n", "values"}}` for METRIC in `avg_acc`,
+  `plasticity`, `forgetting`, `bwt`, `final.<modality>` (each final-row accuracy), `xmodal.<pair>`
+  (each pair's final X-modal accuracy) and `xmodal.mean_without_image`: `values` per seed in `seeds`
+  order (None where that seed has none), `n` the seeds with a value, `mean` their mean, `std` their
+  sample standard deviation (n - 1 in the denominator; None when n < 2).
+check_report holds for both; report.md and the console table show `mean ± std` where a spread exists.
 """
 
 from __future__ import annotations
@@ -145,21 +159,44 @@ def _fmt(v: Any, digits: int = 3) -> str:
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
+def _cell(entry: Mapping[str, Any], metric: str, value: Any) -> str:
+    """`value` as text, or `mean ± std` from the entry's spread over seeds when it has one."""
+    s = (entry.get("spread") or {}).get(metric)
+    if s is None:
+        return _fmt(value)
+    return _fmt(s["mean"]) if s["std"] is None else f"{_fmt(s['mean'])} ± {_fmt(s['std'])}"
+
+
+def _title(report: Mapping[str, Any]) -> str:
+    seeds = report.get("seeds")
+    if seeds and len(seeds) > 1:
+        return (f"# {report['benchmark']} (seeds {', '.join(map(str, seeds))}: mean ± std over "
+                f"n = {len(seeds)} seeds, sample std)")
+    return f"# {report['benchmark']} (seed {report['seed']})"
+
+
 def markdown(report: Mapping[str, Any]) -> str:
-    """The report as markdown: a summary table, then each method's accuracy matrix and budget."""
+    """The report as markdown: a summary table, then each method's accuracy matrix and budget
+    (a report merged over seeds: mean ± std cells, mean matrices, a final-accuracy table)."""
     mods = report["modalities"]
-    lines = [f"# {report['benchmark']} (seed {report['seed']})", "",
+    lines = [_title(report), "",
              "| method | avg acc | plasticity | forgetting | BWT | trainable / stage (largest) | total params | train s (stages) |",
              "|---|---|---|---|---|---|---|---|"]
     for name, e in report["methods"].items():
         largest, seconds = largest_stage_trainable(e), stage_train_seconds(e)
-        lines.append(f"| {name} | {_fmt(e['avg_acc'])} | {_fmt(e['plasticity'])} | {_fmt(e['forgetting'])} | "
-                     f"{_fmt(e['bwt'])} | {_fmt(largest)} | {_fmt(e['total_params'])} | "
-                     f"{seconds:.1f} |")
+        cells = " | ".join(_cell(e, k, e[k]) for k in ("avg_acc", "plasticity", "forgetting", "bwt"))
+        lines.append(f"| {name} | {cells} | {_fmt(largest)} | {_fmt(e['total_params'])} | {seconds:.1f} |")
+    if any(e.get("spread") for e in report["methods"].values()):
+        lines += ["", "final accuracy per modality (after the last stage), mean ± std over seeds:", "",
+                  "| method | " + " | ".join(mods) + " |", "|---" * (len(mods) + 1) + "|"]
+        for name, e in report["methods"].items():
+            last = e["acc_matrix"][-1] if e["acc_matrix"] else [None] * len(mods)
+            lines.append(f"| {name} | " + " | ".join(_cell(e, f"final.{m}", v) for m, v in zip(mods, last)) + " |")
     lines += xmodal_markdown(report)
+    mean = " (mean over seeds)" if report.get("seeds") and len(report["seeds"]) > 1 else ""
     for name, e in report["methods"].items():
         rows = e.get("stages") or [f"stage {i}" for i in range(len(e["acc_matrix"]))]
-        lines += ["", f"## {name}", "", "accuracy after each stage (rows) on each modality (columns):", "",
+        lines += ["", f"## {name}", "", f"accuracy after each stage (rows) on each modality (columns){mean}:", "",
                   "| after \\ on | " + " | ".join(mods) + " |", "|---" * (len(mods) + 1) + "|"]
         for r, row in zip(rows, e["acc_matrix"]):
             lines.append(f"| {r} | " + " | ".join(_fmt(v) for v in row) + " |")
@@ -171,21 +208,23 @@ def markdown(report: Mapping[str, Any]) -> str:
 
 def xmodal_markdown(report: Mapping[str, Any]) -> list[str]:
     """The X-modal table: each pair's accuracy after the last stage, per method (chance marked), and
-    the mean over the pairs without image (never trained together: zero-shot). [] when none."""
-    entries = {n: e["xmodal"] for n, e in report["methods"].items() if e.get("xmodal")}
+    the mean over the pairs without image (never trained together: zero-shot). [] when none.
+    Merged over seeds: mean ± std cells."""
+    entries = {n: e for n, e in report["methods"].items() if e.get("xmodal")}
     if not entries:
         return []
-    labels = list(dict.fromkeys(k for x in entries.values() for k in x["labels"]))
-    chance = {k: next((x["chance"].get(k) for x in entries.values() if x["chance"].get(k) is not None), None)
-              for k in labels}
+    labels = list(dict.fromkeys(k for e in entries.values() for k in e["xmodal"]["labels"]))
+    chance = {k: next((e["xmodal"]["chance"].get(k) for e in entries.values()
+                       if e["xmodal"]["chance"].get(k) is not None), None) for k in labels}
     lines = ["", "## X-modal reasoning", "",
              "accuracy on questions about two media at once, after the last stage (only image + image pairs "
              "were ever trained: every other pair is zero-shot); chance in the header:", "",
              "| method | " + " | ".join(f"{k} ({_fmt(chance[k], 2)})" for k in labels) + " | mean w/o image |",
              "|---" * (len(labels) + 2) + "|"]
-    for name, x in entries.items():
-        lines.append(f"| {name} | " + " | ".join(_fmt(x["final"].get(k)) for k in labels)
-                     + f" | {_fmt(x['mean_without_image'])} |")
+    for name, e in entries.items():
+        x = e["xmodal"]
+        lines.append(f"| {name} | " + " | ".join(_cell(e, f"xmodal.{k}", x["final"].get(k)) for k in labels)
+                     + f" | {_cell(e, 'xmodal.mean_without_image', x['mean_without_image'])} |")
     return lines
 
 

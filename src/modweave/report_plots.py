@@ -35,7 +35,7 @@ def plot_accuracy_matrices(report: Mapping[str, Any], path: Path) -> Path:
     for ax, (name, e) in zip(axes.flat, methods):
         matrix = np.array([[np.nan if v is None else v for v in row] for row in e["acc_matrix"]], dtype=float)
         rows = e.get("stages") or [f"stage {i}" for i in range(len(matrix))]
-        ax.set_title(name)
+        ax.set_title(name if len(report.get("seeds") or []) < 2 else f"{name} (mean of {len(report['seeds'])} seeds)")
         if matrix.size == 0:  # a run without evaluation
             ax.axis("off")
             ax.text(0.5, 0.5, "not evaluated", ha="center", va="center")
@@ -44,7 +44,6 @@ def plot_accuracy_matrices(report: Mapping[str, Any], path: Path) -> Path:
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="accuracy")
         ax.set_xticks(range(len(mods)), mods, rotation=45, ha="right")
         ax.set_yticks(range(len(rows)), [f"after {r}" for r in rows])
-        ax.set_title(name)
         for i in range(matrix.shape[0]):
             for j in range(matrix.shape[1]):
                 v = matrix[i, j]
@@ -88,7 +87,8 @@ def plot_losses(histories: Mapping[str, Mapping[str, list]], path: Path) -> Path
 
 
 def plot_xmodal(report: Mapping[str, Any], path: Path) -> Path:
-    """Grouped bars: each X-modal pair's accuracy after the last stage, one bar per method, chance dashed."""
+    """Grouped bars: each X-modal pair's accuracy after the last stage, one bar per method, chance dashed
+    (merged over seeds: the mean, with the std as an error bar)."""
     import numpy as np
 
     plt = _pyplot()
@@ -99,7 +99,11 @@ def plot_xmodal(report: Mapping[str, Any], path: Path) -> Path:
     colours = plt.get_cmap("tab10")
     for i, (name, x) in enumerate(entries.items()):
         vals = [np.nan if x["final"].get(k) is None else x["final"][k] for k in labels]
-        ax.bar(np.arange(len(labels)) + (i - (len(entries) - 1) / 2) * width, vals, width, label=name, color=colours(i))
+        spread = report["methods"][name].get("spread") or {}
+        errs = [(spread.get(f"xmodal.{k}") or {}).get("std") for k in labels]
+        yerr = [np.nan if e is None else e for e in errs] if any(e is not None for e in errs) else None
+        ax.bar(np.arange(len(labels)) + (i - (len(entries) - 1) / 2) * width, vals, width, label=name,
+               color=colours(i % 10), yerr=yerr, capsize=2 if yerr else 0)
     chance = [next((x["chance"].get(k) for x in entries.values() if x["chance"].get(k) is not None), np.nan)
               for k in labels]
     for j, c in enumerate(chance):
@@ -107,7 +111,9 @@ def plot_xmodal(report: Mapping[str, Any], path: Path) -> Path:
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
     ax.set_ylim(0, 1)
     ax.set_ylabel("accuracy after the last stage")
-    ax.set_title("X-modal pairs (dashed: chance; only image+image was trained)")
+    seeds = report.get("seeds") or []
+    bars = f"; bars: mean ± std over {len(seeds)} seeds" if len(seeds) > 1 else ""
+    ax.set_title(f"X-modal pairs (dashed: chance; only image+image was trained{bars})", fontsize=9)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     fig.tight_layout()
     with atomic_path(path) as tmp:

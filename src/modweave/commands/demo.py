@@ -11,10 +11,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "audio, depth and point cloud with each method, and compare what each "
                                    "learned and kept.")
     p.add_argument("--out", help="output folder (data, checkpoints, report); default runs/demo (runs/demo-quick)")
-    p.add_argument("--methods", metavar="M1,M2", type=lambda s: [m for m in s.split(",") if m],
-                   help="comma-separated methods to compare (default: ana,moextend,finetune,lora,separate,frozen)")
+    # parsed by run(), not by argparse: a bad entry is one line of error, exit 2 (argparse prints usage too)
+    p.add_argument("--methods", metavar="M1,M2",
+                   help="comma-separated methods or variants to compare, e.g. "
+                        "'ana,ana[in_adapters=false,gate=false],lora' (a variant runs in OUT/<label>, e.g. "
+                        "ana-no_gate-no_in_adapters; default: ana,moextend,finetune,lora,separate,frozen)")
     p.add_argument("--quick", action="store_true", help="a reduced budget (about two minutes)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the data and of every run (default 0)")
+    p.add_argument("--seed", type=int, default=None, help="seed of the data and of every run (default 0)")
+    p.add_argument("--seeds", metavar="S1,S2",
+                   help="run the whole demo once per seed (OUT/seed-<s>/: data, base, runs, report) and "
+                        "report mean +- std over seeds in OUT/report.{json,md}; one seed = --seed")
     p.add_argument("overrides", nargs="*", help="key=value overrides of the demo preset (e.g. train.steps=100)")
     p.set_defaults(func=run, interrupt_hint="rerun the same command to continue where it stopped")
 
@@ -22,13 +28,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from ..demo import run_demo, summary_table
+    from ..config import ConfigError
+    from ..demo import parse_seeds, resolve_methods, run_demo, summary_table
 
     t0 = time.perf_counter()
+    if args.seed is not None and args.seeds is not None:
+        raise ConfigError("--seed and --seeds: give one of them")
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else [0 if args.seed is None else args.seed]
+    methods = resolve_methods(args.methods)  # before any work: an unknown method or setting fails now
     out = args.out or ("runs/demo-quick" if args.quick else "runs/demo")
-    report = run_demo(out, args.methods, args.quick, args.seed, args.overrides)
+    report = run_demo(out, methods, args.quick, seeds[0], args.overrides, seeds=seeds)
     print()
     print(summary_table(report))
-    print(f"\nreport: {out}/report.md, {out}/report.json, plots: {out}/accuracy_matrix.png "
+    extra = f", per seed: {out}/seed-<s>/" if len(seeds) > 1 else ""
+    print(f"\nreport: {out}/report.md, {out}/report.json, plots: {out}/accuracy_matrix.png{extra} "
           f"({time.perf_counter() - t0:.0f} s)")
     return 0
