@@ -137,6 +137,13 @@ STEPS: list[Step] = [
     Step("generate runs/run/checkpoint --modality audio --media runs/mcl/audio/0000.wav "
          "--prompt 'What digit is played?'",
          ("modweave generate CKPT --modality audio --media FILE --prompt TEXT",), stdout=("greedy:",)),
+    Step("generate runs/run/checkpoint --modality image --media runs/mcl/image/0000.png --modality audio --media "
+         "runs/mcl/audio/0000.wav --prompt 'Question: Is <media:1> the digit of <media:2>? Answer:'",
+         ("modweave generate runs/run/checkpoint --modality image --media runs/mcl/image/0000.png --modality audio "
+          "--media runs/mcl/audio/0000.wav --prompt \"Question: Is <media:1> the digit of <media:2>? Answer:\"",),
+         stdout=("greedy:",)),
+    Step("eval runs/run/checkpoint --data runs/mcl/xmodal_test.jsonl",
+         ("modweave eval runs/run/checkpoint --data runs/mcl/xmodal_test.jsonl",), stdout=("image+audio",)),
     Step("params configs/test-train.yaml", ("modweave params CONFIG [--json] [--memory]",), stdout=("trainable",)),
     Step("params configs/test-train.yaml --json --memory", ("modweave params CONFIG [--json] [--memory]",),
          stdout=('"activations"',)),
