@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
 from modweave.cli import main
-from modweave.demo import DEMO_METHODS, demo_config, method_config
+from modweave.demo import DEMO_METHODS, METHOD_STAGE, demo_config, method_config
 from modweave.methods import list_methods
 from modweave.report import check_report
 
@@ -15,18 +16,26 @@ TINY_BUDGET = ["train.base.steps=6", "train.steps=2", "train.batch_size=8", "dat
                "train.progress=false", "data.digits.n_train=24", "data.digits.n_test=8"]
 
 
+UNIMODAL = "ana[in_adapters=false,gate=false]"
+UNIMODAL_LABEL = "ana-no_gate-no_in_adapters"
+
+
 @pytest.mark.slow
 def test_quick_demo_runs_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--quick", "--out", str(out), "--methods", "ana,frozen", *TINY_BUDGET]) == 0
+    assert main(["demo", "--quick", "--out", str(out), "--methods", f"ana,{UNIMODAL}", *TINY_BUDGET]) == 0
     report = json.loads((out / "report.json").read_text())
     check_report(report)
     assert report["benchmark"] == "mcl-digits"
     assert report["modalities"] == ["text", "image", "video", "audio", "depth", "point_cloud"]
-    assert set(report["methods"]) == {"ana", "frozen"}
+    assert list(report["methods"]) == ["ana", UNIMODAL_LABEL]  # a variant is reported under its label
+    assert "seeds" not in report and report["seed"] == 0
     for entry in report["methods"].values():
         assert len(entry["acc_matrix"]) == 5  # base + 4 stages
         assert set(entry["trainable_params"]) == {"base", "video", "audio", "depth", "point_cloud"}
+    assert "variant" not in report["methods"]["ana"]
+    assert report["methods"][UNIMODAL_LABEL]["variant"] == {"method": "ana",
+                                                            "settings": {"in_adapters": False, "gate": False}}
     # PathWeave keeps every earlier modality exactly: its accuracy on them never moves
     ana = report["methods"]["ana"]["acc_matrix"]
     for j in range(2):  # text, image (base modalities)
@@ -34,11 +43,58 @@ def test_quick_demo_runs_end_to_end(tmp_path, capsys):
     assert report["methods"]["ana"]["forgetting"] == 0.0
     assert (out / "report.md").exists() and (out / "accuracy_matrix.png").exists()
     printed = capsys.readouterr().out
-    assert "ana" in printed and "forget." in printed and "report.md" in printed
+    assert "ana" in printed and "forget." in printed and "report.md" in printed and "±" not in printed
+    # the single-seed layout: data, base and one folder per run, named by label, right in OUT
+    assert {p.name for p in out.iterdir() if p.is_dir()} == {"data", "base", "ana", UNIMODAL_LABEL}
+    # the variant's stages ran through ana with its settings on top of the demo's (none for ana)
+    progress = json.loads((out / UNIMODAL_LABEL / "progress.json").read_text())
+    assert [(s["method"], s["settings"]) for s in progress["config"]["stages"]] == \
+        [("ana", {"in_adapters": False, "gate": False})] * 4
+    assert [s["train"]["lr"] for s in progress["config"]["stages"]] == [METHOD_STAGE["ana"]["train"]["lr"]] * 4
     # the base was trained once and shared: both runs hold the same base stage file
     a = (out / "ana" / "checkpoint" / "stage-00-base.safetensors").read_bytes()
-    b = (out / "frozen" / "checkpoint" / "stage-00-base.safetensors").read_bytes()
+    b = (out / UNIMODAL_LABEL / "checkpoint" / "stage-00-base.safetensors").read_bytes()
     assert a == b
+
+
+@pytest.mark.slow
+def test_two_seeds_merge_into_mean_and_std(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out), "--methods", "frozen", "--seeds", "0,1", *TINY_BUDGET]) == 0
+    # each seed is a whole single-seed demo of its own: its data (seeded), its base, its report
+    per = []
+    for s in (0, 1):
+        folder = out / f"seed-{s}"
+        assert {p.name for p in folder.iterdir() if p.is_dir()} == {"data", "base", "frozen"}
+        assert json.loads((folder / "data" / "meta.json").read_text())["seed"] == s
+        per.append(json.loads((folder / "report.json").read_text()))
+        assert per[-1]["seed"] == s
+    assert not (out / "data").exists() and not (out / "base").exists()
+    assert (out / "seed-0" / "data" / "image_test.jsonl").read_bytes() != \
+        (out / "seed-1" / "data" / "image_test.jsonl").read_bytes()
+    merged = json.loads((out / "report.json").read_text())
+    check_report(merged)
+    assert merged["seeds"] == [0, 1] and merged["seed"] == 0
+    a, b = per[0]["methods"]["frozen"], per[1]["methods"]["frozen"]
+    m = merged["methods"]["frozen"]
+    by_hand = {k: (a[k], b[k]) for k in ("avg_acc", "plasticity", "forgetting", "bwt")}
+    by_hand |= {f"final.{mod}": (x, y) for mod, x, y in zip(merged["modalities"], a["acc_matrix"][-1],
+                                                            b["acc_matrix"][-1])}
+    by_hand |= {f"xmodal.{k}": (a["xmodal"]["final"][k], b["xmodal"]["final"][k]) for k in a["xmodal"]["labels"]}
+    by_hand["xmodal.mean_without_image"] = (a["xmodal"]["mean_without_image"], b["xmodal"]["mean_without_image"])
+    assert set(m["spread"]) == set(by_hand)
+    for key, (x, y) in by_hand.items():
+        s = m["spread"][key]
+        assert s["values"] == [x, y] and s["n"] == 2
+        assert s["mean"] == (x + y) / 2  # exact: a sum of two floats, halved
+        assert s["std"] == pytest.approx(abs(x - y) / math.sqrt(2), rel=1e-12, abs=1e-15)
+    for k in ("avg_acc", "plasticity", "forgetting", "bwt"):
+        assert m[k] == m["spread"][k]["mean"]
+    assert m["trainable_params"] == a["trainable_params"] == b["trainable_params"]
+    md = (out / "report.md").read_text()
+    assert "seeds 0, 1" in md and "±" in md and (out / "seed-1" / "report.md").exists()
+    printed = capsys.readouterr().out
+    assert "±" in printed and "seed-<s>" in printed
 
 
 def test_every_demo_method_is_registered():
@@ -94,3 +150,70 @@ def test_demo_data_seed_comes_from_seed_flag(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "data.digits.seed" in err[0] and "--seed" in err[0]
     assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("methods, words", [
+    ("ana[gat=false]", ["ana[gat=false]", "gat"]),
+    ("ana[rank=0]", ["rank"]),
+    ("ana[gate=false", ["ana[gate=false", "]"]),
+    ("ana,,lora", ["entry 2 is empty"]),
+    ("ana,ana[in_adapters=false],ana[in_adapters=false]", ["same run", "ana-no_in_adapters"]),
+])
+def test_bad_variant_is_one_line_before_any_work(tmp_path, capsys, methods, words):
+    assert main(["demo", "--out", str(tmp_path / "d"), "--methods", methods]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and all(w in err[0] for w in words), err
+    assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--seeds", "0,x"], ["--seeds", "'x'"]),
+    (["--seeds", "1,1"], ["seed 1 is given twice"]),
+    (["--seeds", "0,1", "--seed", "2"], ["--seed and --seeds"]),
+])
+def test_bad_seeds_are_one_line(tmp_path, capsys, argv, words):
+    assert main(["demo", "--out", str(tmp_path / "d"), *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and all(w in err[0] for w in words), err
+    assert not (tmp_path / "d").exists()
+
+
+def test_a_seed_folder_of_another_budget_is_refused_before_any_seed_runs(tmp_path, capsys):
+    from modweave.demo import _claim
+
+    _claim(tmp_path, {"seeds": [0, 1], "quick": True, "overrides": []})  # an earlier --quick --seeds 0,1
+    _claim(tmp_path / "seed-1", {"seed": 1, "quick": False, "overrides": []})  # but seed 1 ran the full budget
+    assert main(["demo", "--quick", "--out", str(tmp_path), "--seeds", "0,1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "seed-1" in err[0] and "use another --out" in err[0]
+    assert not (tmp_path / "seed-0").exists()
+
+
+def test_variant_config_stacks_settings_on_the_base_methods():
+    from modweave.methods.variants import variant_label
+
+    cfg = method_config(demo_config(), "moextend[num_new_experts=2]")
+    assert cfg.name == variant_label("moextend", {"num_new_experts": 2}) == "moextend-num_new_experts=2"
+    for st in cfg.stages:
+        assert st.method == "moextend"
+        assert st.settings == {**METHOD_STAGE["moextend"]["settings"], "num_new_experts": 2}
+        assert st.train["lr"] == METHOD_STAGE["moextend"]["train"]["lr"]
+    # a variant's setting wins over METHOD_STAGE's
+    cfg = method_config(demo_config(), "moextend[routing=open]")
+    assert {st.settings["routing"] for st in cfg.stages} == {"open"}
+    # nested settings merge key by key
+    cfg = method_config(demo_config(), "ana[gate_noise.enabled=false]")
+    assert cfg.stages[0].settings == {"gate_noise": {"enabled": False}}
+
+
+def test_summary_table_shows_mean_and_std_over_seeds():
+    from modweave.demo import summary_table
+    from modweave.report_seeds import merge_seeds
+
+    entry = {"acc_matrix": [[0.5, 0.25]], "avg_acc": 0.5, "plasticity": 0.25, "forgetting": 0.0, "bwt": 0.0,
+             "trainable_params": {"base": 10, "video": 4}, "total_params": 14, "train_seconds": {"video": 1.0}}
+    one = {"benchmark": "b", "modalities": ["text", "image"], "seed": 0, "methods": {"m": entry}}
+    two = {**one, "seed": 1, "methods": {"m": {**entry, "avg_acc": 0.7, "acc_matrix": [[0.7, 0.25]]}}}
+    text = summary_table(merge_seeds([one, two]))
+    assert "0.600±0.141" in text and "0.250±0.000" in text and "seeds 0, 1" in text
+    assert "±" not in summary_table(one)
