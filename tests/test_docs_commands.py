@@ -144,6 +144,8 @@ STEPS: list[Step] = [
          stdout=("greedy:",)),
     Step("eval runs/run/checkpoint --data runs/mcl/xmodal_test.jsonl",
          ("modweave eval runs/run/checkpoint --data runs/mcl/xmodal_test.jsonl",), stdout=("image+audio",)),
+    Step("cache-features configs/test-train.yaml data.root=runs/mcl --out runs/feats",
+         ("modweave cache-features CONFIG data.root=DIR --out FEATS",), stdout=("features in runs/feats",)),
     Step("params configs/test-train.yaml", ("modweave params CONFIG [--json] [--memory]",), stdout=("trainable",)),
     Step("params configs/test-train.yaml --json --memory", ("modweave params CONFIG [--json] [--memory]",),
          stdout=('"activations"',)),

@@ -66,6 +66,8 @@ class XModalLM(nn.Module):
         self.checkpoint_origin: dict[str, Any] | None = None
         self.saved_stage_files: dict[str, dict[int, tuple[str, str]]] = {}
         self._cue_cache: dict[str, torch.Tensor] = {}
+        # frozen-encoder features reused across steps (feature_cache.FeatureCache; set by the trainer), or None
+        self.feature_cache: Any = None
         self._stage_keys: list[set[str]] = []  # state keys created in each stage (what its file holds)
         # parameter names trainable in each stage, as named when the stage opened (a later stage may
         # rename them: peft moves a wrapped Linear's weight to `base_layer.weight`); the base: none
@@ -359,7 +361,7 @@ class XModalLM(nn.Module):
         b, n_frames = media.shape[:2]
         frames = media.flatten(0, 1).to(self.device)
         with torch.no_grad():  # encoders are frozen: no activations kept for them
-            feats = enc(frames)
+            feats = enc(frames) if self.feature_cache is None else self.feature_cache.encode(enc, frames)
         feats = path.input_proj(path.input_norm(feats))
         if text_ids is not None:
             text_ids = text_ids.repeat_interleave(n_frames, dim=0)

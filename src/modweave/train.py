@@ -342,6 +342,11 @@ class ContinualTrainer:
             else:
                 _seed_everything(self.cfg.seed, 0)
                 self.model = XModalLM.build(self.cfg.model, device=acc.device)
+            if self.data_cfg.feature_cache:
+                from .feature_cache import FeatureCache
+
+                where = self.data_cfg.feature_cache
+                self.model.feature_cache = FeatureCache(None if where == "memory" else where)
             self._run_base(finished)
             for i, st in enumerate(self.cfg.stages):
                 self._run_stage(i, st, finished)
@@ -406,6 +411,9 @@ class ContinualTrainer:
 
     def _end_stage(self, name: str, heldout: list | None) -> None:
         acc = self.accelerator
+        cache = self.model.feature_cache
+        if cache is not None and acc.is_main_process:
+            cache.flush()  # what this phase encoded, for every later phase and run
         save = self.out / CHECKPOINT if acc.is_main_process else None
         self.model.end_stage(save_dir=save, data=heldout)
         acc.wait_for_everyone()

@@ -21,7 +21,9 @@ data:    root (the benchmark folder), train ("{modality}_train.jsonl"), test ("{
          loaded media in memory), digits (null | {...}: write MCL-Digits into root first when it has no
          meta.json; keys of `write_digits`, e.g. n_train, n_test, modalities, pairs), xmodal
          ("xmodal_{split}.jsonl": samples with several media; the base trains on those of its own
-         modalities, every evaluation row scores each label whose modalities all have paths; "": off).
+         modalities, every evaluation row scores each label whose modalities all have paths; "": off),
+         feature_cache (null | "memory" | DIR: frozen-encoder features computed once per frame, see
+         `modweave cache-features`).
 eval:    enabled (true), batch_size (32), max_new_tokens (4), num_beams (1), qa_mode ("generate": exact
          match of the generated answer | "rank": rank the record's candidates by summed answer
          log-likelihood), modalities (columns of the accuracy matrix; default: base then stage modalities).
@@ -83,6 +85,9 @@ class DataConfig:
     # samples holding several media (X-modal pairs): `root / xmodal.format(split=...)` where present; the
     # base trains on the pairs of its own modalities, every stage's evaluation asks every pair it can; "" = off
     xmodal: str = "xmodal_{split}.jsonl"
+    # frozen-encoder features computed once per frame and reused (modweave.feature_cache): null (off),
+    # "memory", or a folder of safetensors shards (`modweave cache-features` fills it; the run adds to it)
+    feature_cache: str | None = None
 
 
 @dataclass
