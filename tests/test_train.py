@@ -223,7 +223,7 @@ def test_xmodal_pairs_are_evaluated_after_every_stage_and_reported(trained_run):
     assert by_row[1]["image+video"] is not None and by_row[1]["video+audio"] is None
     assert all(v is not None for v in by_row[2].values()) and x["final"] == by_row[2]
     assert x["mean_without_image"] == x["final"]["video+audio"]  # the only pair without image
-    assert all(c == 0.5 for c in x["chance"].values())
+    assert all(0.1 <= c <= 0.5 for c in x["chance"].values())  # yes/no, first/second and 10 digits
     assert "## X-modal reasoning" in (out / "report.md").read_text() and (out / "xmodal.png").stat().st_size > 0
 
 

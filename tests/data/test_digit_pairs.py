@@ -34,10 +34,16 @@ def test_pairs_cover_every_pair_of_modalities_with_right_balanced_answers(digits
         da, db = digit[json.dumps(pa, sort_keys=True)], digit[json.dumps(pb, sort_keys=True)]  # test media only
         if r.id.endswith("-same"):
             assert r.answer == ("yes" if da == db else "no") and r.candidates == ["yes", "no"]
-        else:
+        elif r.id.endswith("-larger"):
             assert da != db and r.answer == ("first" if da > db else "second") and r.candidates == ["first", "second"]
+        else:  # which digit is the first / the second: only the named media answers it
+            asked = da if r.id.endswith("-which-first") else db
+            assert da != db and r.answer == DIGIT_WORDS[asked] and r.candidates == list(DIGIT_WORDS)
+            assert r.prompt.endswith(("the first? Answer:", "the second? Answer:"))
     answers = Counter(r.answer for r in test)
+    kinds = Counter(r.id.rsplit("-", 1)[-1] for r in test)
     assert abs(answers["yes"] - answers["no"]) <= len(want) and abs(answers["first"] - answers["second"]) <= len(want)
+    assert abs(kinds["first"] - kinds["second"]) <= len(want) and kinds["same"] and kinds["larger"]
 
 
 def test_training_pairs_are_the_bases_own_modality_from_the_training_split(digits_root):

@@ -1,8 +1,11 @@
 """MCL-Digits X-modal pairs: questions about two media at once, possibly of different modalities.
 
-"Do <media:1> and <media:2> show the same digit?" (yes / no, balanced) and "Which shows the larger
-digit, <media:1> or <media:2>?" (first / second, balanced; the digits differ). Pairs reuse the media
-files the benchmark already wrote, from ONE split: test pairs only ever hold test handwriting.
+Three kinds, in turn: "Do <media:1> and <media:2> show the same digit?" (yes / no, balanced), "Which
+shows the larger digit, <media:1> or <media:2>?" (first / second, balanced; the digits differ), and
+"Of <media:1> and <media:2>, which digit is the first?" (or "the second": the digit word; the two
+digits differ, so only the named media answers it). The first two relate the two media; the third
+reads one of them, picked by its place. Pairs reuse the media files the benchmark already wrote, from
+ONE split: test pairs only ever hold test handwriting.
 
 Training pairs are image + image only (the base learns the pair format); test pairs cover every pair
 of media modalities, so after a later modality is learnt from its own data alone, a question across
@@ -23,8 +26,11 @@ from .templates import render_prompt
 PAIR_QUESTIONS = {
     "same": "Do <media:1> and <media:2> show the same digit?",
     "larger": "Which shows the larger digit, <media:1> or <media:2>?",
+    "which-first": "Of <media:1> and <media:2>, which digit is the first?",
+    "which-second": "Of <media:1> and <media:2>, which digit is the second?",
 }
 PAIR_ANSWERS = {"same": ("yes", "no"), "larger": ("first", "second")}
+KINDS = ("same", "larger", "which")
 #: what the base trains on: pairs of its own modality
 TRAIN_PAIRS = (("image", "image"),)
 XMODAL_FILE = "xmodal_{split}.jsonl"
@@ -53,18 +59,29 @@ def _pick(rng: np.random.Generator, pool: list[tuple[Any, int]], ok: Callable[[i
 
 def pair_records(a: str, b: str, pools: Mapping[str, list[tuple[Any, int]]], n: int, seed: int,
                  split: str) -> list[dict]:
-    """`n` pair questions over modalities `a` (<media:1>) and `b` (<media:2>): alternately `same` and
-    `larger`, each with alternating (so balanced) answers, deterministic per (seed, split, a, b)."""
+    """`n` pair questions over modalities `a` (<media:1>) and `b` (<media:2>): `same`, `larger` and
+    `which` in turn, each with alternating (so balanced) answers (`which`: alternately the first and the
+    second media), deterministic per (seed, split, a, b)."""
     from .digits import DIGIT_MODALITIES
 
     rng = np.random.default_rng([seed, 7919, ("train", "test").index(split), DIGIT_MODALITIES.index(a),
                                  DIGIT_MODALITIES.index(b)])
     label = joined_label([a, b])
     out = []
+    from .digits import DIGIT_WORDS
+
     for k in range(n):
-        kind = ("same", "larger")[k % 2]
-        answer = PAIR_ANSWERS[kind][(k // 2) % 2]
-        if kind == "same":
+        kind = KINDS[k % len(KINDS)]
+        turn = (k // len(KINDS)) % 2  # alternates each kind's answer (or, for `which`, the media asked)
+        answer = PAIR_ANSWERS[kind][turn] if kind in PAIR_ANSWERS else ""
+        if kind == "which":
+            first = _pick(rng, pools[a])
+            d = first[1] if first else -1
+            second = first and _pick(rng, pools[b], lambda x: x != d, exclude=first[0])
+            kind = ("which-first", "which-second")[turn]
+            if first and second:
+                answer = DIGIT_WORDS[(first, second)[turn][1]]
+        elif kind == "same":
             first = _pick(rng, pools[a])
             d = first[1] if first else -1
             second = first and _pick(rng, pools[b], (lambda x: x == d) if answer == "yes" else (lambda x: x != d),
@@ -80,8 +97,9 @@ def pair_records(a: str, b: str, pools: Mapping[str, list[tuple[Any, int]]], n: 
         if not (first and second):
             continue
         media = [{"modality": a, "path": first[0]}, {"modality": b, "path": second[0]}]
+        cands = list(PAIR_ANSWERS.get(kind, DIGIT_WORDS))
         rec = Record(f"pair-{label}-{split}-{k:04d}-{kind}", label, media, "qa",
-                     render_prompt(label, "qa", PAIR_QUESTIONS[kind]), answer, list(PAIR_ANSWERS[kind]))
+                     render_prompt(label, "qa", PAIR_QUESTIONS[kind]), answer, cands)
         out.append(rec.to_dict())
     return out
 
@@ -89,7 +107,7 @@ def pair_records(a: str, b: str, pools: Mapping[str, list[tuple[Any, int]]], n: 
 def write_pair_records(by_file: Mapping[tuple[str, str], list[dict]], modalities: Sequence[str], seed: int,
                        n_test: int, n_train: int | None) -> dict[str, list[dict]]:
     """`{split: records}` for the X-modal files: test pairs for every pair of media modalities
-    (`n_test` each), training pairs of the base's modality (`n_train`; default one per training digit)."""
+    (`n_test` each), training pairs of the base's modality (`n_train`; default two per training digit)."""
     pools = {(m, s): _digit_samples(recs) for (m, s), recs in by_file.items() if m != "text"}
     out: dict[str, list[dict]] = {"train": [], "test": []}
     if n_test <= 0:
@@ -98,6 +116,6 @@ def write_pair_records(by_file: Mapping[tuple[str, str], list[dict]], modalities
         out["test"] += pair_records(a, b, {a: pools[(a, "test")], b: pools[(b, "test")]}, n_test, seed, "test")
     for a, b in TRAIN_PAIRS:
         if (a, "train") in pools and (b, "train") in pools:
-            n = n_train if n_train is not None else len(pools[(a, "train")])
+            n = n_train if n_train is not None else 2 * len(pools[(a, "train")])
             out["train"] += pair_records(a, b, {a: pools[(a, "train")], b: pools[(b, "train")]}, n, seed, "train")
     return out

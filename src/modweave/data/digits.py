@@ -343,7 +343,7 @@ def digits_texts(config: DigitsConfig | None = None, modalities: Sequence[str] =
     from .digit_pairs import PAIR_ANSWERS, PAIR_QUESTIONS
 
     for kind, question in PAIR_QUESTIONS.items():  # the X-modal pair questions (markers split out)
-        texts |= {MEDIA_MARKER.sub(" ", render_prompt("pair", "qa", question)), *PAIR_ANSWERS[kind]}
+        texts |= {MEDIA_MARKER.sub(" ", render_prompt("pair", "qa", question)), *PAIR_ANSWERS.get(kind, ())}
     return sorted(texts)
 
 
@@ -362,13 +362,13 @@ def write_digits(
     workers: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
-    pairs: int = 40,
+    pairs: int = 60,
     train_pairs: int | None = None,
 ) -> dict:
     """Write MCL-Digits to ``out_dir``: ``<modality>/<media>``, ``<modality>_{train,test}.jsonl``, ``meta.json``,
     and the X-modal pair questions ``xmodal_{train,test}.jsonl`` (see data/digit_pairs.py): ``pairs`` test
     questions per pair of media modalities (0: none), ``train_pairs`` image + image training questions
-    (default: one per image training digit).
+    (default: two per image training digit).
 
     Everything is written into a temporary sibling folder and renamed at the end, so a failure leaves
     nothing half-written. ``n_train`` / ``n_test`` take the first indices of each split. Returns the meta dict.
