@@ -19,6 +19,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from .report import report_from_progress as build_report  # the name the demo im
 from .training.config import DataConfig, EvalConfig, TrainConfig, run_sections
 from .training.data import ConcatItems, RunData, batches, resolve_spec_loaders
 from .training.loop import TrainingError, train_phase
+from .training.distributed import across_ranks
 from .training.state import clear_stage
 from .utils import atomic_write_bytes, count_params
 
@@ -280,7 +282,7 @@ class ContinualTrainer:
 
     def _make_accelerator(self) -> Any:
         from accelerate import Accelerator
-        from accelerate.utils import DistributedDataParallelKwargs
+        from accelerate.utils import DistributedDataParallelKwargs, InitProcessGroupKwargs
 
         cpu = self.train_cfg.cpu or not torch.cuda.is_available()
         kwargs: dict[str, Any] = {}
@@ -301,8 +303,10 @@ class ContinualTrainer:
             AcceleratorState._reset_state(reset_partial_state=False)  # keeps the process group
         except (ImportError, AttributeError, TypeError):
             pass
+        # a dead or stuck rank makes the others' next collective fail after this long, not hang
+        timeout = InitProcessGroupKwargs(timeout=timedelta(seconds=self.train_cfg.distributed.timeout))
         return Accelerator(cpu=cpu, mixed_precision="no" if cpu else self.train_cfg.mixed_precision,
-                           kwargs_handlers=[ddp], **kwargs)
+                           kwargs_handlers=[ddp, timeout], **kwargs)
 
     def run(self) -> dict[str, Any]:
         """Train every stage not yet finished; returns the method's report entry."""
@@ -407,7 +411,8 @@ class ContinualTrainer:
     def _end_stage(self, name: str, heldout: list | None) -> None:
         acc = self.accelerator
         save = self.out / CHECKPOINT if acc.is_main_process else None
-        self.model.end_stage(save_dir=save, data=heldout)
+        with across_ranks():  # every rank ends the stage on the same held-out data: statistics share it
+            self.model.end_stage(save_dir=save, data=heldout)
         acc.wait_for_everyone()
         if acc.is_main_process:
             clear_stage(self.out, name)

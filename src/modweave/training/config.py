@@ -7,7 +7,9 @@ train:   steps (optimizer steps per stage phase, 100), batch_size (per process, 
          cosine decays to 0), max_grad_norm (1.0; null: no clipping), mixed_precision ("no" | "bf16" |
          "fp16", GPU only), gradient_checkpointing (false), checkpoint_every (0: only at stage ends),
          log_every (10), log_with (null | "tensorboard" | "wandb" | "trackio" | "mlflow" | ...: accelerate's trackers), num_workers (0), cpu (false: use a
-         GPU when there is one), progress (true), base ({...}: overrides for the base stage, e.g. steps).
+         GPU when there is one), progress (true), base ({...}: overrides for the base stage, e.g. steps),
+         distributed ({strategy: ddp | fsdp, timeout, reshard_after_forward}: how several processes
+         share a phase; docs/distributed.md).
          A stage's own `train:` mapping overrides these for that stage (every phase of it); its
          `phases: {<phase>: {...}}` overrides one phase of a multi-phase method (e.g. MoExtend's
          align / extender / finetune learning rates).
@@ -38,6 +40,21 @@ from ..config import ConfigError, from_dict, setting
 TRACKERS = ("tensorboard", "wandb", "trackio", "mlflow", "aim", "comet_ml", "clearml", "dvclive")
 
 
+STRATEGIES = ("ddp", "fsdp")
+
+
+@dataclass
+class DistributedConfig:
+    """How several processes (`accelerate launch` / `torchrun`) share a phase: `ddp` replicates the model
+    (every rank holds every tensor), `fsdp` shards the LLM's decoder layers and the rest of the model
+    across ranks with PyTorch FSDP2 (`fully_shard`), parameters, gradients and optimizer state alike.
+    `timeout`: seconds a collective waits for the other ranks before the run fails (a dead or stuck rank)."""
+
+    strategy: str = setting("ddp", choices=STRATEGIES)
+    timeout: float = setting(1800.0, gt=0)
+    reshard_after_forward: bool = True  # fsdp: free gathered layers after forward (gather again in backward)
+
+
 @dataclass
 class TrainConfig:
     steps: int = setting(100, min=0)
@@ -57,6 +74,7 @@ class TrainConfig:
     num_workers: int = setting(0, min=0)
     cpu: bool = False
     progress: bool = True
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     base: dict[str, Any] = field(default_factory=dict)
 
 
@@ -98,6 +116,9 @@ def _check(obj: Any, where: str) -> None:
     if isinstance(obj, TrainConfig):
         if not all(0 <= b < 1 for b in obj.betas):
             raise ConfigError(f"config key '{where}.betas': each must be in [0, 1), got {list(obj.betas)}")
+        if obj.distributed.strategy == "fsdp" and obj.mixed_precision == "fp16":
+            raise ConfigError(f"config key '{where}.mixed_precision': 'fp16' needs a gradient scaler, which the "
+                              "fsdp strategy does not run: use 'bf16' or 'no'")
         if obj.base:
             stage_train_config(obj, obj.base, f"{where}.base")  # the base stage's overrides, checked now
     if isinstance(obj, DataConfig) and obj.digits is not None:
@@ -184,4 +205,6 @@ def stage_train_config(base: TrainConfig, overrides: dict[str, Any], where: str)
     unknown = sorted((k for k in overrides if k not in data), key=str)
     if unknown:
         raise ConfigError(f"unknown config key '{where}.{unknown[0]}' (known: {', '.join(data)})")
+    if isinstance(overrides.get("distributed"), dict):  # a nested mapping: only the keys given change
+        overrides = {**overrides, "distributed": {**data["distributed"], **overrides["distributed"]}}
     return parse_section(TrainConfig, {**data, **overrides}, where)
