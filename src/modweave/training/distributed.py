@@ -91,6 +91,20 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return on.to(tensor.device)
 
 
+def peer_failure(err: BaseException, timeout: float) -> str | None:
+    """A sentence for a collective that failed because another process died or stalled (None: another error)."""
+    import torch.distributed as dist
+
+    text = str(err)
+    if "timed out" in text.lower() or "timeout" in text.lower():
+        return (f"a collective waited longer than train.distributed.timeout={timeout:g} s: another process stalled "
+                "or died (see its log)")
+    peer = ("connection closed by peer", "connection reset by peer", "broken pipe", "nccl communicator was aborted")
+    if isinstance(err, dist.DistError) or any(s in text.lower() for s in peer):
+        return f"a collective failed ({' '.join(text.split())[:200]}): another process died (see its log)"
+    return None
+
+
 # ------------------------------------------------------------------------------------------------
 # FSDP2 for one phase
 
@@ -115,9 +129,12 @@ def _dtensor_cls() -> type:
 class ShardedModel:
     """FSDP2 applied to `model` for one phase (built by `shard_phase`); `gather()` undoes it."""
 
-    def __init__(self, model: nn.Module, groups: list[tuple[nn.Module, type]]):
+    def __init__(self, model: nn.Module, groups: list[tuple[nn.Module, type]], replicated: set[nn.Parameter]):
         self.model = model
         self.groups = groups  # (module, its class before fully_shard), the root last
+        # scalar parameters FSDP cannot shard (e.g. PathWeave's adapter scales): kept whole on every rank,
+        # their gradients averaged here
+        self.replicated = [(n, p) for n, p in model.named_parameters() if p in replicated]
         self.prefix = {id(m): name for name, m in model.named_modules()}
         self.used: set[str] = set()  # trainable parameters that got a gradient on this rank this step
         self.handles = [m.register_forward_pre_hook(self._watch_unsharded) for m, _ in groups]
@@ -150,28 +167,53 @@ class ShardedModel:
         finally:
             self.model.set_requires_gradient_sync(True)
 
-    def drop_unused_gradients(self) -> list[str]:
-        """After the step's last backward: trainable parameters that got no gradient on any rank get
-        `grad = None` again (FSDP reduced zeros for them). Returns their names."""
+    def finish_gradients(self) -> list[str]:
+        """After the step's last backward: average the replicated parameters' gradients over ranks, and
+        set `grad = None` again on trainable parameters that got no gradient on any rank (FSDP reduced
+        zeros for them). Returns the names of those."""
         import torch.distributed as dist
 
+        for n, p in self.replicated:
+            if p.requires_grad and p.grad is not None:
+                self.used.add(n)
         names = sorted(n for n, p in self.model.named_parameters() if p.requires_grad)
         flags = torch.tensor([n in self.used for n in names], dtype=torch.float32)
-        if dist.get_backend() == "nccl":
-            flags = flags.cuda()
+        if dist.get_backend() == "nccl":  # NCCL reduces GPU tensors only
+            flags = flags.to(torch.device("cuda", torch.cuda.current_device()))
         dist.all_reduce(flags, op=dist.ReduceOp.MAX)
-        unused = [n for n, f in zip(names, flags.tolist()) if f == 0]
+        used_anywhere = {n for n, f in zip(names, flags.tolist()) if f > 0}
+        size = world()[1]
+        for n, p in self.replicated:
+            if p.requires_grad and n in used_anywhere:
+                grad = p.grad if p.grad is not None else torch.zeros_like(p)
+                dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+                p.grad = grad / size
+        unused = [n for n in names if n not in used_anywhere]
         if unused:
             params = dict(self.model.named_parameters())
             for n in unused:
                 params[n].grad = None
         return unused
 
+    @torch.no_grad()
     def clip_grad_norm_(self, max_norm: float) -> torch.Tensor:
-        """Clip the global gradient norm over the sharded gradients (a collective); returns the norm."""
-        params = [p for p in self.model.parameters() if p.requires_grad and p.grad is not None]
-        norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
-        return norm.full_tensor() if isinstance(norm, _dtensor_cls()) else norm
+        """`torch.nn.utils.clip_grad_norm_` over sharded and replicated gradients (a collective): the
+        global L2 norm from each rank's shards (squares summed over ranks) plus the replicated ones."""
+        import torch.distributed as dist
+
+        dtensor = _dtensor_cls()
+        grads = [p.grad for p in self.model.parameters() if p.requires_grad and p.grad is not None]
+        local = [g.to_local() for g in grads if isinstance(g, dtensor)]
+        whole = [g for g in grads if not isinstance(g, dtensor)]
+        device = local[0].device if local else (whole[0].device if whole else torch.device("cpu"))
+        sharded_sq = sum((torch.linalg.vector_norm(g.float()) ** 2 for g in local), torch.zeros((), device=device))
+        dist.all_reduce(sharded_sq, op=dist.ReduceOp.SUM)
+        whole_sq = sum((torch.linalg.vector_norm(g.float()) ** 2 for g in whole), torch.zeros((), device=device))
+        total = torch.sqrt(sharded_sq + whole_sq)
+        coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+        for g in local + whole:
+            g.mul_(coef.to(g.dtype))
+        return total
 
     def all_finite(self) -> bool:
         """Whether every trainable parameter is finite, on every rank's shards (a collective)."""
@@ -182,7 +224,7 @@ class ShardedModel:
                  for p in self.model.parameters() if p.requires_grad)
         flag = torch.tensor([1.0 if ok else 0.0])
         if dist.get_backend() == "nccl":
-            flag = flag.cuda()
+            flag = flag.to(torch.device("cuda", torch.cuda.current_device()))
         dist.all_reduce(flag, op=dist.ReduceOp.MIN)
         return bool(flag.item() == 1.0)
 
@@ -249,16 +291,11 @@ def _remove_fsdp(module: nn.Module, cls: type) -> None:
     module.__class__ = cls
 
 
-_MESHES: dict[str, Any] = {}
-
-
 def _mesh(device_type: str) -> Any:
-    """One 1-D device mesh over every process (built once per device type)."""
-    if device_type not in _MESHES:
-        from torch.distributed.device_mesh import init_device_mesh
+    """A 1-D device mesh over every process (a mesh spanning the world uses the default group)."""
+    from torch.distributed.device_mesh import init_device_mesh
 
-        _MESHES[device_type] = init_device_mesh(device_type, (world()[1],))
-    return _MESHES[device_type]
+    return init_device_mesh(device_type, (world()[1],))
 
 
 def shard_phase(model: nn.Module, device_type: str, mixed_precision: str = "no",
@@ -272,13 +309,16 @@ def shard_phase(model: nn.Module, device_type: str, mixed_precision: str = "no",
     if mixed_precision == "bf16":
         policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
     groups: list[tuple[nn.Module, type]] = []
+    scalars = {p for p in model.parameters() if p.dim() == 0}  # FSDP2 shards tensors of >= 1 dimension
     layers = decoder_layers(model.llm)
     if not layers:
         logger.warning("fsdp: no decoder layers found in %s: the whole model is one group", type(model.llm).__name__)
     for layer in layers:
         groups.append((layer, type(layer)))
-        fully_shard(layer, mesh=mesh, reshard_after_forward=reshard_after_forward, mp_policy=policy)
+        fully_shard(layer, mesh=mesh, reshard_after_forward=reshard_after_forward, mp_policy=policy,
+                    ignored_params=scalars)
     groups.append((model, type(model)))
-    fully_shard(model, mesh=mesh, mp_policy=policy)  # the root: kept gathered from forward to backward
+    # the root: kept gathered from forward to backward
+    fully_shard(model, mesh=mesh, mp_policy=policy, ignored_params=scalars)
     model.set_reduce_scatter_unused_params(True)  # see the module docstring: unused tensors reduce as 0
-    return ShardedModel(model, groups)
+    return ShardedModel(model, groups, scalars)

@@ -104,7 +104,7 @@ def train_phase(*, model: Any, accelerator: Any, stage: str, items: Any, cfg: Tr
                 samples += len(batch["ids"]) * accelerator.num_processes
             grad_norm = None
             if sharded is not None:
-                sharded.drop_unused_gradients()
+                sharded.finish_gradients()
             if cfg.max_grad_norm is not None and sharded is not None:
                 grad_norm = sharded.clip_grad_norm_(cfg.max_grad_norm)
             elif cfg.max_grad_norm is not None:
@@ -139,6 +139,14 @@ def train_phase(*, model: Any, accelerator: Any, stage: str, items: Any, cfg: Tr
                 on_step()
         if sharded is not None:  # the stage file, end_phase and evaluation see full, plain tensors
             sharded.gather()
+    except RuntimeError as err:
+        from .distributed import peer_failure
+
+        why = None if isinstance(err, TrainingError) else peer_failure(err, cfg.distributed.timeout)
+        if why is None:
+            raise
+        raise TrainingError(f"stage '{stage}' (process {accelerator.process_index} of {accelerator.num_processes}): "
+                            f"{why}; the last good checkpoint in {out_dir} is kept (resume with --resume)") from err
     finally:
         bar.close()
         if cfg.gradient_checkpointing:

@@ -44,11 +44,11 @@ def _rank_world() -> tuple[int, int]:
     return world()
 
 
-def _options() -> Any:
+def _options(strict: bool = True) -> Any:
     from torch.distributed.checkpoint.state_dict import StateDictOptions
 
     # only what trains: the frozen tensors come from the stage files (and are most of the model)
-    return StateDictOptions(ignore_frozen_params=True)
+    return StateDictOptions(ignore_frozen_params=True, strict=strict)
 
 
 def save_sharded_trainer_state(root: Path, stage: str, step: int, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -124,7 +124,7 @@ def load_sharded_trainer_state(folder: Path, model: nn.Module, optimizer: torch.
         first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
         raise _refuse(folder / DCP_DIR, folder, f"the sharded state does not fit this stage ({first})") from None
     set_state_dict(model, optimizer, model_state_dict=target["model"], optim_state_dict=target["optim"],
-                   options=_options())
+                   options=_options(strict=False))  # the frozen keys are absent on purpose (dcp.load checked the rest)
     try:
         scheduler.load_state_dict(state["scheduler"])
         set_rng_state(rng[RNG_KEY], other)
