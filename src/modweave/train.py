@@ -308,6 +308,13 @@ class ContinualTrainer:
         return Accelerator(cpu=cpu, mixed_precision="no" if cpu else self.train_cfg.mixed_precision,
                            kwargs_handlers=[ddp, timeout], **kwargs)
 
+    def _model_device(self) -> Any:
+        """Where the full model lives: the accelerator's device, or the host for fsdp with full_model_on=cpu."""
+        dist = self.train_cfg.distributed
+        if dist.strategy == "fsdp" and dist.full_model_on == "cpu" and self.accelerator.num_processes > 1:
+            return torch.device("cpu")
+        return self.accelerator.device
+
     def run(self) -> dict[str, Any]:
         """Train every stage not yet finished; returns the method's report entry."""
         from .model import XModalLM
@@ -338,14 +345,14 @@ class ContinualTrainer:
             finished = self._finished_stages()
             if finished:
                 logger.info("resuming: finished stages %s", ", ".join(finished))
-                self.model = XModalLM.from_pretrained(self.out / CHECKPOINT, device=acc.device)
+                self.model = XModalLM.from_pretrained(self.out / CHECKPOINT, device=self._model_device())
             elif self.parent is not None:
                 logger.info("growing %s", self.parent)
-                self.model = XModalLM.from_pretrained(self.parent, device=acc.device)
+                self.model = XModalLM.from_pretrained(self.parent, device=self._model_device())
                 finished = ["base"]  # the parent is this run's base: evaluated, never trained again
             else:
                 _seed_everything(self.cfg.seed, 0)
-                self.model = XModalLM.build(self.cfg.model, device=acc.device)
+                self.model = XModalLM.build(self.cfg.model, device=self._model_device())
             self._run_base(finished)
             for i, st in enumerate(self.cfg.stages):
                 self._run_stage(i, st, finished)

@@ -48,11 +48,15 @@ class DistributedConfig:
     """How several processes (`accelerate launch` / `torchrun`) share a phase: `ddp` replicates the model
     (every rank holds every tensor), `fsdp` shards the LLM's decoder layers and the rest of the model
     across ranks with PyTorch FSDP2 (`fully_shard`), parameters, gradients and optimizer state alike.
-    `timeout`: seconds a collective waits for the other ranks before the run fails (a dead or stuck rank)."""
+    `timeout`: seconds a collective waits for the other ranks before the run fails (a dead or stuck rank).
+    `full_model_on` (fsdp): where each rank keeps the full model between phases (stage end, stage file,
+    evaluation): `device` (its GPU), or `cpu` (host memory, for a model one GPU cannot hold: only the
+    training phase's shards go to the GPU; the stage end and evaluation then run on the CPU)."""
 
     strategy: str = setting("ddp", choices=STRATEGIES)
     timeout: float = setting(1800.0, gt=0)
     reshard_after_forward: bool = True  # fsdp: free gathered layers after forward (gather again in backward)
+    full_model_on: str = setting("device", choices=("device", "cpu"))
 
 
 @dataclass

@@ -129,13 +129,15 @@ def _dtensor_cls() -> type:
 class ShardedModel:
     """FSDP2 applied to `model` for one phase (built by `shard_phase`); `gather()` undoes it."""
 
-    def __init__(self, model: nn.Module, groups: list[tuple[nn.Module, type]], replicated: set[nn.Parameter]):
+    def __init__(self, model: nn.Module, groups: list[tuple[nn.Module, type]], replicated: set[nn.Parameter],
+                 home: torch.device):
         self.model = model
         self.groups = groups  # (module, its class before fully_shard), the root last
         # scalar parameters FSDP cannot shard (e.g. PathWeave's adapter scales): kept whole on every rank,
         # their gradients averaged here
         self.replicated = [(n, p) for n, p in model.named_parameters() if p in replicated]
         self.prefix = {id(m): name for name, m in model.named_modules()}
+        self.home = home  # where the full tensors go back to (the model's device before sharding)
         self.used: set[str] = set()  # trainable parameters that got a gradient on this rank this step
         self.handles = [m.register_forward_pre_hook(self._watch_unsharded) for m, _ in groups]
         self.gathered = False
@@ -245,9 +247,14 @@ class ShardedModel:
         for module in self.model.modules():  # the same order on every rank: the same collectives
             for name, p in list(module._parameters.items()):
                 if isinstance(p, dtensor):
-                    if id(p) not in full:
-                        full[id(p)] = nn.Parameter(p.full_tensor().detach().clone(), requires_grad=p.requires_grad)
+                    if id(p) not in full:  # one tensor at a time: the device holds one full tensor extra at most
+                        value = p.full_tensor().detach().to(self.home)
+                        value = value.clone() if value.data_ptr() == p.to_local().data_ptr() else value
+                        full[id(p)] = nn.Parameter(value, requires_grad=p.requires_grad)
                     module._parameters[name] = full[id(p)]
+            for name, b in list(module._buffers.items()):  # FSDP moved them to the mesh's device
+                if b is not None and b.device != self.home:
+                    module._buffers[name] = b.to(self.home)
         for module, cls in self.groups:
             _remove_fsdp(module, cls)
         for module in self.model.modules():
@@ -257,6 +264,24 @@ class ShardedModel:
                 if p is not None and hasattr(p, "_modweave_watched"):
                     del p._modweave_watched
         self.gathered = True
+        release_freed_memory(self.home.type)
+
+
+def release_freed_memory(device_type: str) -> None:
+    """Hand memory freed by sharding back: the CUDA cache, or glibc's heap on the host (`malloc_trim`),
+    so a process's resident size shows what it holds (freed full tensors otherwise stay in its heap)."""
+    import gc
+
+    gc.collect()
+    if device_type == "cuda" and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the allocator keeps its heap
+        pass
 
 
 def _remove_fsdp(module: nn.Module, cls: type) -> None:
@@ -309,6 +334,7 @@ def shard_phase(model: nn.Module, device_type: str, mixed_precision: str = "no",
     if mixed_precision == "bf16":
         policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
     groups: list[tuple[nn.Module, type]] = []
+    home = next(model.parameters()).device
     scalars = {p for p in model.parameters() if p.dim() == 0}  # FSDP2 shards tensors of >= 1 dimension
     layers = decoder_layers(model.llm)
     if not layers:
@@ -321,4 +347,5 @@ def shard_phase(model: nn.Module, device_type: str, mixed_precision: str = "no",
     # the root: kept gathered from forward to backward
     fully_shard(model, mesh=mesh, mp_policy=policy, ignored_params=scalars)
     model.set_reduce_scatter_unused_params(True)  # see the module docstring: unused tensors reduce as 0
-    return ShardedModel(model, groups, scalars)
+    release_freed_memory(device_type)
+    return ShardedModel(model, groups, scalars, home)
