@@ -263,3 +263,17 @@ def test_sharded_state_metadata_is_read_without_running_code(tmp_path):
     with pytest.raises(pickle.UnpicklingError, match="not part of a checkpoint's metadata"):
         SafeFileSystemReader(str(tmp_path / "bad")).read_metadata()
     assert not (tmp_path / "pwned").exists()
+
+
+def test_memory_estimate_counts_one_process_share_of_fsdp_phases():
+    from modweave.memory import estimate_memory
+
+    preset = ROOT / "configs" / "moextend" / "mixtral-8x7b-clip336.yaml"
+    one = estimate_memory(load_run_config(preset), grad_checkpointing=True)["stages"]["image:finetune"]
+    ddp = estimate_memory(load_run_config(preset), grad_checkpointing=True, processes=8)["stages"]["image:finetune"]
+    fsdp = estimate_memory(load_run_config(preset, ["train.distributed.strategy=fsdp"]), grad_checkpointing=True,
+                           processes=8)["stages"]["image:finetune"]
+    assert ddp == {**one, "processes": 1}  # ddp replicates: per process as on one GPU
+    assert fsdp["processes"] == 8 and fsdp["optimizer"] == one["optimizer"] / 8
+    # 1/8 of the 32 layers, one layer gathered, the root (embeddings, head, CLIP, projector) whole
+    assert one["weights"] / 8 < fsdp["weights"] < one["weights"] / 5
