@@ -47,7 +47,12 @@ class Interrupt:  # KILL_AT: every rank kill -9s itself after that many optimize
                 time.sleep(300)
             raise RuntimeError("rank 1 fails on purpose")
 
-trainer = ContinualTrainer(load_run_config(config, overrides), out, resume=resume, callbacks=[Interrupt()])
+accelerator = None
+if os.environ.get("MIXED"):  # accelerate allows bf16 autocast on CPU; the trainer's own choice there is "no"
+    from accelerate import Accelerator
+    accelerator = Accelerator(cpu=True, mixed_precision=os.environ["MIXED"])
+trainer = ContinualTrainer(load_run_config(config, overrides), out, resume=resume, callbacks=[Interrupt()],
+                           accelerator=accelerator)
 trainer.run()
 rank, model = trainer.accelerator.process_index, trainer.model
 save_file({k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}, f"{out}/rank{rank}.safetensors")
@@ -190,6 +195,19 @@ def test_kill_of_every_rank_then_resume_continues_exactly(runs, script, data_roo
     assert ref.keys() == got.keys()
     assert all(torch.equal(ref[k], got[k]) for k in ref), [k for k in ref if not torch.equal(ref[k], got[k])][:5]
     assert _losses(cut) == _losses(runs["fsdp"])
+
+
+@pytest.mark.distributed
+def test_bf16_mixed_precision_under_fsdp_computes_in_bf16_and_keeps_fp32_weights(runs, script, data_root, tmp_path):
+    out = tmp_path / "bf16"
+    proc = launch(script, CONFIG, out, f"data.root={data_root}", "train.distributed.strategy=fsdp",
+                  "train.steps=1", "train.base.steps=1", env={"MIXED": "bf16"})
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    saved = XModalLM.from_pretrained(out / "checkpoint").state_dict()
+    assert {v.dtype for v in saved.values() if v.is_floating_point()} == {torch.float32}  # shards stay fp32
+    bf16, fp32 = _losses(out)["base"][0][1], _losses(runs["fsdp"])["base"][0][1]  # same model, same batch
+    assert bf16 != fp32 and abs(bf16 - fp32) < 1e-2 * fp32
+    assert list(_losses(out)) == ["base", "video", "audio:align", "audio:extender", "audio:finetune"]
 
 
 @pytest.mark.distributed
