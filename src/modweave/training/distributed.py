@@ -192,6 +192,7 @@ class ShardedModel:
                 p.grad = grad / size
         unused = [n for n in names if n not in used_anywhere]
         if unused:
+            logger.debug("fsdp: no gradient on any rank this step (AdamW skips them): %s", ", ".join(unused))
             params = dict(self.model.named_parameters())
             for n in unused:
                 params[n].grad = None
