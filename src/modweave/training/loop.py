@@ -142,7 +142,8 @@ def train_phase(*, model: Any, accelerator: Any, stage: str, items: Any, cfg: Tr
     except RuntimeError as err:
         from .distributed import peer_failure
 
-        why = None if isinstance(err, TrainingError) else peer_failure(err, cfg.distributed.timeout)
+        alone = accelerator.num_processes < 2 or isinstance(err, TrainingError)
+        why = None if alone else peer_failure(err, cfg.distributed.timeout)
         if why is None:
             raise
         raise TrainingError(f"stage '{stage}' (process {accelerator.process_index} of {accelerator.num_processes}): "
