@@ -312,3 +312,37 @@ def test_memory_estimate_counts_one_process_share_of_fsdp_phases():
     assert fsdp["processes"] == 8 and fsdp["optimizer"] == one["optimizer"] / 8
     # 1/8 of the 32 layers, one layer gathered, the root (embeddings, head, CLIP, projector) whole
     assert one["weights"] / 8 < fsdp["weights"] < one["weights"] / 5
+
+
+def test_accelerate_fsdp_launches_get_the_per_phase_fsdp_and_zero3_is_refused():
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    from modweave.training.distributed import check_accelerator, wants_fsdp
+
+    def acc(kind, n=2, zero=None):
+        return SimpleNamespace(distributed_type=kind, num_processes=n,
+                               state=SimpleNamespace(deepspeed_plugin=SimpleNamespace(zero_stage=zero)))
+
+    assert wants_fsdp("fsdp", acc(DistributedType.MULTI_CPU)) and not wants_fsdp("fsdp", acc(DistributedType.NO, 1))
+    assert wants_fsdp("ddp", acc(DistributedType.FSDP))  # an accelerate FSDP config: modweave's FSDP2 per phase
+    assert not wants_fsdp("ddp", acc(DistributedType.MULTI_GPU))
+    check_accelerator(acc(DistributedType.DEEPSPEED, zero=2))  # ZeRO-1/2 keep whole parameters
+    with pytest.raises(ConfigError, match="ZeRO-3.*train.distributed.strategy=fsdp"):
+        check_accelerator(acc(DistributedType.DEEPSPEED, zero=3))
+
+
+def test_resuming_a_sharded_state_without_sharding_is_refused(tmp_path):
+    from modweave.training.sharded_state import check_state_kind
+    from modweave.training.state import TrainerStateError
+
+    sharded, plain = tmp_path / "trainer" / "video" / "step-000002", tmp_path / "trainer" / "audio" / "step-000001"
+    (sharded / "dcp").mkdir(parents=True)
+    plain.mkdir(parents=True)
+    check_state_kind(sharded, True)
+    check_state_kind(plain, False)
+    with pytest.raises(TrainerStateError, match=r"sharded \(fsdp\) trainer state.*train.distributed.strategy"):
+        check_state_kind(sharded, False)
+    with pytest.raises(TrainerStateError, match=r"replicated .* trainer state, and this phase is sharded"):
+        check_state_kind(plain, True)

@@ -33,7 +33,7 @@ from .report import report_from_progress as build_report  # the name the demo im
 from .training.config import DataConfig, EvalConfig, TrainConfig, run_sections
 from .training.data import ConcatItems, RunData, batches, resolve_spec_loaders
 from .training.loop import TrainingError, train_phase
-from .training.distributed import across_ranks
+from .training.distributed import across_ranks, check_accelerator, wants_fsdp
 from .training.state import clear_stage
 from .utils import atomic_write_bytes, count_params
 
@@ -311,7 +311,7 @@ class ContinualTrainer:
     def _model_device(self) -> Any:
         """Where the full model lives: the accelerator's device, or the host for fsdp with full_model_on=cpu."""
         dist = self.train_cfg.distributed
-        if dist.strategy == "fsdp" and dist.full_model_on == "cpu" and self.accelerator.num_processes > 1:
+        if dist.full_model_on == "cpu" and wants_fsdp(dist.strategy, self.accelerator):
             return torch.device("cpu")
         return self.accelerator.device
 
@@ -328,6 +328,7 @@ class ContinualTrainer:
         if self.accelerator is None:
             self.accelerator = self._make_accelerator()
         acc = self.accelerator
+        check_accelerator(acc)  # an accelerate setup whose sharding the stage files cannot follow
         deterministic = (torch.are_deterministic_algorithms_enabled(),
                          torch.is_deterministic_algorithms_warn_only_enabled())
         if acc.device.type == "cpu":

@@ -106,6 +106,39 @@ def peer_failure(err: BaseException, timeout: float) -> str | None:
 
 
 # ------------------------------------------------------------------------------------------------
+# which sharding a phase gets
+
+
+def accelerate_kind(accelerator: Any) -> str:
+    """The accelerate launch's own distributed type, lower case (`no`, `multi_gpu`, `fsdp`, `deepspeed`...)."""
+    kind = getattr(accelerator, "distributed_type", None)
+    return str(getattr(kind, "value", kind) or "no").lower()
+
+
+def check_accelerator(accelerator: Any) -> None:
+    """Refuse an accelerate setup whose sharding would break the stage files: DeepSpeed ZeRO-3 partitions
+    every parameter inside the model, and modweave does not gather them at phase ends (fsdp does)."""
+    from ..fields import ConfigError
+
+    if accelerate_kind(accelerator) != "deepspeed":
+        return
+    plugin = getattr(getattr(accelerator, "state", None), "deepspeed_plugin", None)
+    if int(getattr(plugin, "zero_stage", 0) or 0) == 3:
+        raise ConfigError("accelerate config: DeepSpeed ZeRO-3 partitions the parameters that modweave's stage "
+                          "files, end_stage and evaluation need whole: use train.distributed.strategy=fsdp (the "
+                          "same sharding, gathered at each phase end) or ZeRO stage 1/2")
+
+
+def wants_fsdp(strategy: str, accelerator: Any) -> bool:
+    """Whether a phase is sharded: `strategy: fsdp`, or an accelerate FSDP launch (`distributed_type: FSDP`,
+    whose whole-model wrapping would not be undone between phases: modweave's per-phase FSDP2 runs instead),
+    on several processes."""
+    if strategy != "fsdp" and accelerate_kind(accelerator) != "fsdp":
+        return False
+    return accelerator.num_processes > 1
+
+
+# ------------------------------------------------------------------------------------------------
 # FSDP2 for one phase
 
 

@@ -19,7 +19,7 @@ from ..utils import count_params
 from .config import TrainConfig
 from .data import BatchOrder
 from .optim import build_optimizer
-from .sharded_state import load_sharded_trainer_state, save_sharded_trainer_state
+from .sharded_state import check_state_kind, load_sharded_trainer_state, save_sharded_trainer_state
 from .state import latest_trainer_state, load_trainer_state, save_trainer_state
 
 logger = logging.getLogger(__name__)
@@ -70,6 +70,7 @@ def train_phase(*, model: Any, accelerator: Any, stage: str, items: Any, cfg: Tr
     start, losses = 0, []
     ckpt = latest_trainer_state(out_dir, stage) if resume else None
     if ckpt is not None:
+        check_state_kind(ckpt, sharded is not None)
         load = load_trainer_state if sharded is None else load_sharded_trainer_state
         state = load(ckpt, model, optimizer, scheduler)
         start, losses = state["step"], state["losses"]
@@ -164,12 +165,12 @@ def train_phase(*, model: Any, accelerator: Any, stage: str, items: Any, cfg: Tr
 
 def shard_for_phase(model: Any, accelerator: Any, cfg: TrainConfig) -> Any:
     """`ShardedModel` (training/distributed.py) when this phase runs fsdp on several processes, else None."""
-    if cfg.distributed.strategy != "fsdp":
+    from .distributed import shard_phase, wants_fsdp
+
+    if not wants_fsdp(cfg.distributed.strategy, accelerator):
+        if cfg.distributed.strategy == "fsdp":
+            logger.info("train.distributed.strategy=fsdp with one process: nothing to shard, training as is")
         return None
-    if accelerator.num_processes < 2:
-        logger.info("train.distributed.strategy=fsdp with one process: nothing to shard, training as is")
-        return None
-    from .distributed import shard_phase
 
     return shard_phase(model, accelerator.device.type, str(accelerator.mixed_precision),
                        cfg.distributed.reshard_after_forward)

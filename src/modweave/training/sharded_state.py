@@ -94,6 +94,15 @@ def is_sharded_state(folder: Path) -> bool:
     return (folder / DCP_DIR).is_dir()
 
 
+def check_state_kind(folder: Path, sharded: bool) -> None:
+    """Refuse resuming a sharded (fsdp) trainer state in a replicated phase, or the other way round."""
+    if is_sharded_state(folder) == sharded:
+        return
+    was, now = ("sharded (fsdp)", "is not sharded") if not sharded else ("replicated (ddp / one process)", "is sharded")
+    raise _refuse(folder, folder, f"a {was} trainer state, and this phase {now}: resume with the run's "
+                  "train.distributed.strategy and number of processes")
+
+
 def load_sharded_trainer_state(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
                                scheduler: Any) -> dict[str, Any]:
     """Restore the sharded parameters, optimizer, schedule and this rank's RNG from `folder`; every rank
