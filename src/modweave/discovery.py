@@ -107,7 +107,7 @@ def config_reference() -> str:
     """docs/config.md: every YAML key of a run, section by section, from the dataclasses themselves."""
     from .config import (BaseTrainConfig, ConnectorConfig, EncoderConfig, LLMConfig, ModalitySpec, ModelConfig,
                          PromptConfig, RunConfig, StageConfig, TokenizerConfig)
-    from .training.config import DataConfig, EvalConfig, TrainConfig
+    from .training.config import DataConfig, DistributedConfig, EvalConfig, TrainConfig
 
     sections = [("top level", RunConfig), ("model", ModelConfig), ("model.llm", LLMConfig),
                 ("model.tokenizer", TokenizerConfig), ("model.connector", ConnectorConfig),
@@ -116,7 +116,7 @@ def config_reference() -> str:
                 ("an encoder (a path spec's encoder)", EncoderConfig), ("stages[i]", StageConfig),
                 ("base_train", BaseTrainConfig), ("train (and train.base, stages[i].train, stages[i].train.phases.<p>)",
                                                   TrainConfig),
-                ("data", DataConfig), ("eval", EvalConfig)]
+                ("train.distributed", DistributedConfig), ("data", DataConfig), ("eval", EvalConfig)]
     out = ["# Configuration reference", "",
            "Generated from the config dataclasses by `modweave.discovery.config_reference()` (a test keeps this",
            "file equal to it). Method settings, loader settings and encoder options: `modweave list`.", ""]

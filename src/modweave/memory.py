@@ -1,6 +1,7 @@
 """GPU memory estimate per stage, from the architecture on the meta device (no weights, seconds).
 
-What one GPU holds while a stage trains (no ZeRO/FSDP sharding; DDP replicates everything):
+What one GPU holds while a stage trains (DDP replicates everything; with `processes` N, phases whose
+`train.distributed.strategy` is fsdp count one process's shards, `_sharded_weights_bytes`):
 - weights: every parameter in its own dtype (the LLM in `llm.dtype`, e.g. bf16 = 2 bytes; connectors,
   paths and method modules as built, fp32 = 4 bytes); 8-bit / 4-bit loading (`--quantization`)
   counts the frozen LLM at 1 / 0.5 bytes per weight;
@@ -43,15 +44,25 @@ def _llm_shape(model: XModalLM) -> dict[str, int]:
             "head_dim": getattr(c, "head_dim", None) or c.hidden_size // heads}
 
 
-def _weights_bytes(model: XModalLM, quant_bytes: float | None) -> float:
+def _weights_bytes(model: XModalLM, quant_bytes: float | None, params: Any = None) -> float:
     total = 0.0
     llm_params = {id(p) for p in model.llm.parameters()}
-    for p in model.parameters():
+    for p in (model.parameters() if params is None else params):
         per = p.element_size()
         if quant_bytes is not None and id(p) in llm_params and not p.requires_grad and p.dim() >= 2:
             per = quant_bytes  # frozen matrices incl. fused experts (whether bnb quantises those depends on versions)
         total += p.numel() * per
     return total
+
+
+def _sharded_weights_bytes(model: XModalLM, quant_bytes: float | None, processes: int) -> float:
+    """Peak weights per process under fsdp: each decoder layer's 1/N shard plus one layer gathered whole,
+    and the root group (everything outside the layers) as its shard plus gathered for the whole forward."""
+    from .training.distributed import decoder_layers
+
+    layers = [_weights_bytes(model, quant_bytes, layer.parameters()) for layer in decoder_layers(model.llm)]
+    root = _weights_bytes(model, quant_bytes) - sum(layers)
+    return root * (1 + 1 / processes) + sum(layers) / processes + max(layers, default=0.0)
 
 
 def _optimizer_bytes(model: XModalLM) -> float:
@@ -95,11 +106,13 @@ def _media_tokens(model: XModalLM, modality: str, default: int) -> int:
 
 def estimate_memory(cfg: RunConfig, micro_batch: int | None = None, seq_len: int | None = None,
                     grad_checkpointing: bool | None = None, quantization: str | None = None,
-                    prompt_tokens: int = 64, media_tokens: int = 576) -> dict[str, Any]:
-    """Per stage: `{"batch", "seq", "grad_checkpointing", "weights", "optimizer", "activations", "total"}`
-    (sizes in bytes), plus `"inference"` (weights + KV cache for one sample of the last stage's length).
-    `grad_checkpointing=None` takes each phase's `train.gradient_checkpointing`, like `micro_batch=None`
-    its `train.batch_size`: the estimate describes the run the preset makes."""
+                    prompt_tokens: int = 64, media_tokens: int = 576, processes: int = 1) -> dict[str, Any]:
+    """Per stage: `{"batch", "seq", "grad_checkpointing", "weights", "optimizer", "activations", "total",
+    "processes"}` (sizes in bytes), plus `"inference"` (weights + KV cache for one sample of the last
+    stage's length). `grad_checkpointing=None` takes each phase's `train.gradient_checkpointing`, like
+    `micro_batch=None` its `train.batch_size`: the estimate describes the run the preset makes.
+    `processes` > 1: phases with `train.distributed.strategy: fsdp` count one process's share
+    (`_sharded_weights_bytes`, gradients and AdamW moments / N); ddp phases replicate everything."""
     if quantization not in QUANT_BYTES:
         raise ValueError(f"quantization must be one of 8bit, 4bit, none (got {quantization!r})")
     quant = QUANT_BYTES[quantization]
@@ -115,8 +128,11 @@ def estimate_memory(cfg: RunConfig, micro_batch: int | None = None, seq_len: int
         ckpt = train.gradient_checkpointing if grad_checkpointing is None else grad_checkpointing
         w, o = _weights_bytes(model, quant), _optimizer_bytes(model)
         a = _activation_bytes(model, b, s, max(frames, 1), ckpt) if o else 0.0
+        sharded = processes > 1 and train.distributed.strategy == "fsdp" and o > 0
+        if sharded:
+            w, o = _sharded_weights_bytes(model, quant, processes), o / processes
         rows[name] = {"batch": b, "seq": s, "grad_checkpointing": ckpt, "weights": w, "optimizer": o,
-                      "activations": a, "total": w + o + a}
+                      "activations": a, "total": w + o + a, "processes": processes if sharded else 1}
 
     if cfg.base_train is not None:
         model.set_base_trainable(**cfg.base_train)
@@ -139,7 +155,7 @@ def estimate_memory(cfg: RunConfig, micro_batch: int | None = None, seq_len: int
                                           "total": weights + kv},
             "settings": {"grad_checkpointing": "preset" if grad_checkpointing is None else grad_checkpointing,
                          "quantization": quantization or "none",
-                         "dtype": cfg.model.llm.dtype}}
+                         "dtype": cfg.model.llm.dtype, "processes": processes}}
 
 
 def format_memory(est: dict[str, Any]) -> str:
@@ -148,14 +164,16 @@ def format_memory(est: dict[str, Any]) -> str:
     ckpt = {r["grad_checkpointing"] for r in est["stages"].values()}
     ckpt_text = "on" if ckpt == {True} else "off" if ckpt <= {False} else "per phase (see --json)"
     source = " (the preset's train.gradient_checkpointing)" if st["grad_checkpointing"] == "preset" else ""
+    names = {n: f"{n} (fsdp/{r['processes']})" if r.get("processes", 1) > 1 else n for n, r in est["stages"].items()}
+    width = max([22, *(len(n) + 1 for n in names.values())])
     rows = [f"GPU memory per stage (GiB, one GPU; llm {st['dtype']}, quantization {st['quantization']}, "
             f"grad checkpointing {ckpt_text}{source})",
-            f"{'stage':<22}{'batch':>6}{'seq':>6}{'weights':>10}{'grads+adam':>12}{'activations':>13}{'total':>9}"]
+            f"{'stage':<{width}}{'batch':>6}{'seq':>6}{'weights':>10}{'grads+adam':>12}{'activations':>13}{'total':>9}"]
     for name, r in est["stages"].items():
-        rows.append(f"{name:<22}{r['batch']:>6}{r['seq']:>6}{g(r['weights']):>10}{g(r['optimizer']):>12}"
+        rows.append(f"{names[name]:<{width}}{r['batch']:>6}{r['seq']:>6}{g(r['weights']):>10}{g(r['optimizer']):>12}"
                     f"{g(r['activations']):>13}{g(r['total']):>9}")
     inf = est["inference"]
-    rows.append(f"{'inference (b=1)':<22}{1:>6}{inf['seq']:>6}{g(inf['weights']):>10}{'-':>12}"
+    rows.append(f"{'inference (b=1)':<{width}}{1:>6}{inf['seq']:>6}{g(inf['weights']):>10}{'-':>12}"
                 f"{'kv ' + g(inf['kv_cache']):>13}{g(inf['total']):>9}")
     rows.append("(+1-3 GiB CUDA context/fragmentation; encoders' no-grad forward not counted; see modweave.memory)")
     return "\n".join(rows)

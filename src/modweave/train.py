@@ -19,6 +19,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from .report import report_from_progress as build_report  # the name the demo im
 from .training.config import DataConfig, EvalConfig, TrainConfig, run_sections
 from .training.data import ConcatItems, RunData, batches, resolve_spec_loaders
 from .training.loop import TrainingError, train_phase
+from .training.distributed import across_ranks, check_accelerator, wants_fsdp
 from .training.state import clear_stage
 from .utils import atomic_write_bytes, count_params
 
@@ -280,7 +282,7 @@ class ContinualTrainer:
 
     def _make_accelerator(self) -> Any:
         from accelerate import Accelerator
-        from accelerate.utils import DistributedDataParallelKwargs
+        from accelerate.utils import DistributedDataParallelKwargs, InitProcessGroupKwargs
 
         cpu = self.train_cfg.cpu or not torch.cuda.is_available()
         kwargs: dict[str, Any] = {}
@@ -301,8 +303,17 @@ class ContinualTrainer:
             AcceleratorState._reset_state(reset_partial_state=False)  # keeps the process group
         except (ImportError, AttributeError, TypeError):
             pass
+        # a dead or stuck rank makes the others' next collective fail after this long, not hang
+        timeout = InitProcessGroupKwargs(timeout=timedelta(seconds=self.train_cfg.distributed.timeout))
         return Accelerator(cpu=cpu, mixed_precision="no" if cpu else self.train_cfg.mixed_precision,
-                           kwargs_handlers=[ddp], **kwargs)
+                           kwargs_handlers=[ddp, timeout], **kwargs)
+
+    def _model_device(self) -> Any:
+        """Where the full model lives: the accelerator's device, or the host for fsdp with full_model_on=cpu."""
+        dist = self.train_cfg.distributed
+        if dist.full_model_on == "cpu" and wants_fsdp(dist.strategy, self.accelerator):
+            return torch.device("cpu")
+        return self.accelerator.device
 
     def run(self) -> dict[str, Any]:
         """Train every stage not yet finished; returns the method's report entry."""
@@ -317,6 +328,7 @@ class ContinualTrainer:
         if self.accelerator is None:
             self.accelerator = self._make_accelerator()
         acc = self.accelerator
+        check_accelerator(acc)  # an accelerate setup whose sharding the stage files cannot follow
         deterministic = (torch.are_deterministic_algorithms_enabled(),
                          torch.is_deterministic_algorithms_warn_only_enabled())
         if acc.device.type == "cpu":
@@ -334,14 +346,14 @@ class ContinualTrainer:
             finished = self._finished_stages()
             if finished:
                 logger.info("resuming: finished stages %s", ", ".join(finished))
-                self.model = XModalLM.from_pretrained(self.out / CHECKPOINT, device=acc.device)
+                self.model = XModalLM.from_pretrained(self.out / CHECKPOINT, device=self._model_device())
             elif self.parent is not None:
                 logger.info("growing %s", self.parent)
-                self.model = XModalLM.from_pretrained(self.parent, device=acc.device)
+                self.model = XModalLM.from_pretrained(self.parent, device=self._model_device())
                 finished = ["base"]  # the parent is this run's base: evaluated, never trained again
             else:
                 _seed_everything(self.cfg.seed, 0)
-                self.model = XModalLM.build(self.cfg.model, device=acc.device)
+                self.model = XModalLM.build(self.cfg.model, device=self._model_device())
             if self.data_cfg.feature_cache:
                 from .feature_cache import FeatureCache
 
@@ -415,7 +427,8 @@ class ContinualTrainer:
         if cache is not None and acc.is_main_process:
             cache.flush()  # what this phase encoded, for every later phase and run
         save = self.out / CHECKPOINT if acc.is_main_process else None
-        self.model.end_stage(save_dir=save, data=heldout)
+        with across_ranks():  # every rank ends the stage on the same held-out data: statistics share it
+            self.model.end_stage(save_dir=save, data=heldout)
         acc.wait_for_everyone()
         if acc.is_main_process:
             clear_stage(self.out, name)

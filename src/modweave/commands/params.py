@@ -20,6 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(default: each phase's train.gradient_checkpointing, as the trainer runs it)")
     p.add_argument("--quantization", choices=["none", "8bit", "4bit"], default="none",
                    help="--memory with the frozen LLM loaded in 8 / 4 bits (bitsandbytes)")
+    p.add_argument("--processes", type=int, default=1,
+                   help="--memory per process of N (phases with train.distributed.strategy=fsdp are sharded N ways)")
     p.set_defaults(func=run)
 
 
@@ -27,12 +29,12 @@ def run(args: argparse.Namespace) -> int:
     from ..config import ConfigError, load_run_config
     from ..params import format_table, stage_param_counts
 
-    for flag, value in (("--micro-batch", args.micro_batch), ("--seq-len", args.seq_len)):
+    for flag, value in (("--micro-batch", args.micro_batch), ("--seq-len", args.seq_len), ("--processes", args.processes)):
         if value is not None and value < 1:
             raise ConfigError(f"{flag} must be a positive integer, got {value}")
     memory_only = {"--micro-batch": args.micro_batch is not None, "--seq-len": args.seq_len is not None,
                    "--grad-checkpointing": args.grad_checkpointing is not None,
-                   "--quantization": args.quantization != "none"}
+                   "--quantization": args.quantization != "none", "--processes": args.processes != 1}
     ignored = [flag for flag, given in memory_only.items() if given]
     if ignored and not args.memory:
         raise ConfigError(f"{ignored[0]} applies to the memory estimate only: add --memory")
@@ -41,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
         est = estimate_memory(load_run_config(args.config, args.overrides), micro_batch=args.micro_batch,
                               seq_len=args.seq_len, grad_checkpointing=args.grad_checkpointing,
-                              quantization=args.quantization)
+                              quantization=args.quantization, processes=args.processes)
         print(json.dumps(est, indent=2) if args.json else format_memory(est))
         return 0
     counts = stage_param_counts(load_run_config(args.config, args.overrides))

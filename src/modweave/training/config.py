@@ -8,7 +8,9 @@ train:   steps (optimizer steps per stage phase, 100), batch_size (per process, 
          "fp16", GPU only), gradient_checkpointing (false), compile (false: torch.compile the LLM and
          connectors while a phase trains), compile_backend ("inductor"), checkpoint_every (0: only at stage ends),
          log_every (10), log_with (null | "tensorboard" | "wandb" | "trackio" | "mlflow" | ...: accelerate's trackers), num_workers (0), cpu (false: use a
-         GPU when there is one), progress (true), base ({...}: overrides for the base stage, e.g. steps).
+         GPU when there is one), progress (true), base ({...}: overrides for the base stage, e.g. steps),
+         distributed ({strategy: ddp | fsdp, timeout, reshard_after_forward}: how several processes
+         share a phase; docs/distributed.md).
          A stage's own `train:` mapping overrides these for that stage (every phase of it); its
          `phases: {<phase>: {...}}` overrides one phase of a multi-phase method (e.g. MoExtend's
          align / extender / finetune learning rates).
@@ -43,6 +45,25 @@ from ..config import ConfigError, from_dict, setting
 TRACKERS = ("tensorboard", "wandb", "trackio", "mlflow", "aim", "comet_ml", "clearml", "dvclive")
 
 
+STRATEGIES = ("ddp", "fsdp")
+
+
+@dataclass
+class DistributedConfig:
+    """How several processes (`accelerate launch` / `torchrun`) share a phase: `ddp` replicates the model
+    (every rank holds every tensor), `fsdp` shards the LLM's decoder layers and the rest of the model
+    across ranks with PyTorch FSDP2 (`fully_shard`), parameters, gradients and optimizer state alike.
+    `timeout`: seconds a collective waits for the other ranks before the run fails (a dead or stuck rank).
+    `full_model_on` (fsdp): where each rank keeps the full model between phases (stage end, stage file,
+    evaluation): `device` (its GPU), or `cpu` (host memory, for a model one GPU cannot hold: only the
+    training phase's shards go to the GPU; the stage end and evaluation then run on the CPU)."""
+
+    strategy: str = setting("ddp", choices=STRATEGIES)
+    timeout: float = setting(1800.0, gt=0)
+    reshard_after_forward: bool = True  # fsdp: free gathered layers after forward (gather again in backward)
+    full_model_on: str = setting("device", choices=("device", "cpu"))
+
+
 @dataclass
 class TrainConfig:
     steps: int = setting(100, min=0)
@@ -66,6 +87,7 @@ class TrainConfig:
     num_workers: int = setting(0, min=0)
     cpu: bool = False
     progress: bool = True
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     base: dict[str, Any] = field(default_factory=dict)
 
 
@@ -113,6 +135,9 @@ def _check(obj: Any, where: str) -> None:
     if isinstance(obj, TrainConfig):
         if not all(0 <= b < 1 for b in obj.betas):
             raise ConfigError(f"config key '{where}.betas': each must be in [0, 1), got {list(obj.betas)}")
+        if obj.distributed.strategy == "fsdp" and obj.mixed_precision == "fp16":
+            raise ConfigError(f"config key '{where}.mixed_precision': 'fp16' needs a gradient scaler, which the "
+                              "fsdp strategy does not run: use 'bf16' or 'no'")
         if obj.base:
             stage_train_config(obj, obj.base, f"{where}.base")  # the base stage's overrides, checked now
     if isinstance(obj, DataConfig) and obj.digits is not None:
@@ -199,4 +224,6 @@ def stage_train_config(base: TrainConfig, overrides: dict[str, Any], where: str)
     unknown = sorted((k for k in overrides if k not in data), key=str)
     if unknown:
         raise ConfigError(f"unknown config key '{where}.{unknown[0]}' (known: {', '.join(data)})")
+    if isinstance(overrides.get("distributed"), dict):  # a nested mapping: only the keys given change
+        overrides = {**overrides, "distributed": {**data["distributed"], **overrides["distributed"]}}
     return parse_section(TrainConfig, {**data, **overrides}, where)

@@ -20,6 +20,7 @@ from ..utils import count_params
 from .config import TrainConfig
 from .data import BatchOrder
 from .optim import build_optimizer
+from .sharded_state import check_state_kind, load_sharded_trainer_state, save_sharded_trainer_state
 from .state import latest_trainer_state, load_trainer_state, save_trainer_state
 
 logger = logging.getLogger(__name__)
@@ -58,6 +59,8 @@ def train_phase(*, model: Any, accelerator: Any, stage: str, items: Any, cfg: Tr
     if trainable == 0 or cfg.steps == 0:
         logger.info("stage %s: nothing to train (%d trainable parameters, %d steps)", stage, trainable, cfg.steps)
         return {"losses": [], "seconds": 0.0, "trainable_params": trainable, "samples": 0}
+    # fsdp: the phase's modules exist now; shard them before the optimizer sees their parameters
+    sharded = shard_for_phase(model, accelerator, cfg)
     optimizer, scheduler = build_optimizer(model, cfg)
     collate = model.collator(train=True)
     order = BatchOrder(len(items), cfg.batch_size, seed, accelerator.process_index, accelerator.num_processes)
@@ -66,11 +69,13 @@ def train_phase(*, model: Any, accelerator: Any, stage: str, items: Any, cfg: Tr
     if cfg.compile:
         _compile(model, cfg.compile_backend)
     model.train()
-    wrapped, optimizer = accelerator.prepare(model, optimizer)
+    wrapped, optimizer = accelerator.prepare(model, optimizer) if sharded is None else (model, optimizer)
     start, losses = 0, []
     ckpt = latest_trainer_state(out_dir, stage) if resume else None
     if ckpt is not None:
-        state = load_trainer_state(ckpt, model, optimizer, scheduler)
+        check_state_kind(ckpt, sharded is not None)
+        load = load_trainer_state if sharded is None else load_sharded_trainer_state
+        state = load(ckpt, model, optimizer, scheduler)
         start, losses = state["step"], state["losses"]
         logger.info("stage %s: resumed from %s (step %d)", stage, ckpt, start)
 
@@ -82,10 +87,14 @@ def train_phase(*, model: Any, accelerator: Any, stage: str, items: Any, cfg: Tr
     try:
         for step in range(start, cfg.steps):
             step_loss = torch.zeros((), device=accelerator.device)
+            if sharded is not None:
+                sharded.start_step()
             for micro in range(cfg.grad_accum):
                 batch = collate([items[i] for i in order.indices(step * cfg.grad_accum + micro)])
                 sync = micro == cfg.grad_accum - 1
                 ctx = accelerator.no_sync(wrapped) if not sync and accelerator.num_processes > 1 else _null()
+                if sharded is not None:
+                    ctx = sharded.accumulating(sync)
                 with ctx, _routing(model, batch, cfg.gradient_checkpointing):
                     loss = wrapped(batch).loss / cfg.grad_accum
                     # every process sees the mean loss, so a non-finite one stops all of them together
@@ -98,7 +107,11 @@ def train_phase(*, model: Any, accelerator: Any, stage: str, items: Any, cfg: Tr
                 step_loss += seen
                 samples += len(batch["ids"]) * accelerator.num_processes
             grad_norm = None
-            if cfg.max_grad_norm is not None:
+            if sharded is not None:
+                sharded.finish_gradients()
+            if cfg.max_grad_norm is not None and sharded is not None:
+                grad_norm = sharded.clip_grad_norm_(cfg.max_grad_norm)
+            elif cfg.max_grad_norm is not None:
                 grad_norm = accelerator.clip_grad_norm_([p for p in model.parameters() if p.requires_grad],
                                                         cfg.max_grad_norm)
             optimizer.step()
@@ -118,14 +131,27 @@ def train_phase(*, model: Any, accelerator: Any, stage: str, items: Any, cfg: Tr
                     values[f"grad_norm/{stage}"] = float(grad_norm)
                 log_fn(values, step + 1)
             if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
-                if not all(torch.isfinite(p).all() for p in model.parameters() if p.requires_grad):
+                if not _all_finite(model, sharded):
                     raise TrainingError(f"stage '{stage}' step {step + 1}: parameters became non-finite; "
                                         f"the last good checkpoint in {out_dir} is kept")
-                if accelerator.is_main_process:
+                if sharded is not None:  # every rank writes its shards
+                    save_sharded_trainer_state(out_dir, stage, step + 1, model, optimizer, scheduler, losses)
+                elif accelerator.is_main_process:
                     save_trainer_state(out_dir, stage, step + 1, model, optimizer, scheduler, losses)
                 accelerator.wait_for_everyone()
             if on_step is not None:
                 on_step()
+        if sharded is not None:  # the stage file, end_phase and evaluation see full, plain tensors
+            sharded.gather()
+    except RuntimeError as err:
+        from .distributed import peer_failure
+
+        alone = accelerator.num_processes < 2 or isinstance(err, TrainingError)
+        why = None if alone else peer_failure(err, cfg.distributed.timeout)
+        if why is None:
+            raise
+        raise TrainingError(f"stage '{stage}' (process {accelerator.process_index} of {accelerator.num_processes}): "
+                            f"{why}; the last good checkpoint in {out_dir} is kept (resume with --resume)") from err
     finally:
         bar.close()
         if cfg.gradient_checkpointing:
@@ -133,7 +159,8 @@ def train_phase(*, model: Any, accelerator: Any, stage: str, items: Any, cfg: Tr
         if cfg.compile:
             _compile(model, None)
         # undo accelerate's autocast wrapper on forward (mixed precision) and drop this phase's references
-        accelerator.unwrap_model(wrapped, keep_fp32_wrapper=False)
+        if sharded is None:
+            accelerator.unwrap_model(wrapped, keep_fp32_wrapper=False)
         accelerator.free_memory()
     seconds = time.perf_counter() - t0
     if losses and not math.isfinite(losses[-1][1]):
@@ -150,6 +177,26 @@ def _compile(model: Any, backend: str | None) -> None:
             module._compiled_call_impl = None
         else:
             module.compile(backend=backend)
+
+
+def shard_for_phase(model: Any, accelerator: Any, cfg: TrainConfig) -> Any:
+    """`ShardedModel` (training/distributed.py) when this phase runs fsdp on several processes, else None."""
+    from .distributed import shard_phase, wants_fsdp
+
+    if not wants_fsdp(cfg.distributed.strategy, accelerator):
+        if cfg.distributed.strategy == "fsdp":
+            logger.info("train.distributed.strategy=fsdp with one process: nothing to shard, training as is")
+        return None
+
+    return shard_phase(model, accelerator.device.type, str(accelerator.mixed_precision),
+                       cfg.distributed.reshard_after_forward)
+
+
+def _all_finite(model: Any, sharded: Any) -> bool:
+    """Whether every trainable parameter is finite (on every rank's shards when sharded)."""
+    if sharded is None:
+        return all(torch.isfinite(p).all() for p in model.parameters() if p.requires_grad)
+    return sharded.all_finite()
 
 
 def _routing(model: Any, batch: dict[str, Any], checkpointing: bool) -> contextlib.AbstractContextManager:

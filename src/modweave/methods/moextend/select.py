@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ...training.distributed import all_reduce_sum, rank_share
 from .inject import moe_blocks
 
 if TYPE_CHECKING:
@@ -25,7 +26,11 @@ DONOR_RULES = ("most_used", "most_increased")
 @torch.no_grad()
 def expert_usage(model: "XModalLM", batches: Iterable[dict[str, Any]]) -> dict[int, torch.Tensor]:
     """Per-layer usage fractions `{layer: [E]}` of the original routers (`gate`) over `batches`
-    (collated batches; only attention-mask tokens count, both/all top-k slots count)."""
+    (collated batches; only attention-mask tokens count, both/all top-k slots count).
+
+    Run by every rank of a distributed run (the trainer's `end_stage`, inside `across_ranks`), each rank
+    counts its share of the batches and the counts are summed over ranks: every rank gets the fractions
+    of all batches (integer counts in float64: the same bits as one process counting them all)."""
     blocks = moe_blocks(model.llm)
     counts = {layer: torch.zeros(blk.gate.weight.shape[0], dtype=torch.float64) for layer, (_, _, blk) in blocks.items()}
     current_mask: list[torch.Tensor] = []
@@ -44,7 +49,7 @@ def expert_usage(model: "XModalLM", batches: Iterable[dict[str, Any]]) -> dict[i
     was_training = model.training
     model.eval()
     try:
-        for batch in batches:
+        for batch in rank_share(list(batches)):
             embeds, attn, _ = model.embed_batch({**batch, "labels": None})
             current_mask[:] = [attn.bool()]
             with model.context.samples(model.row_modalities(batch)):
@@ -53,6 +58,10 @@ def expert_usage(model: "XModalLM", batches: Iterable[dict[str, Any]]) -> dict[i
         for h in handles:
             h.remove()
         model.train(was_training)
+    if counts:  # one collective for every layer
+        layers = list(counts)
+        summed = all_reduce_sum(torch.cat([counts[layer] for layer in layers]))
+        counts = dict(zip(layers, summed.split([counts[layer].numel() for layer in layers])))
     return {layer: (c / c.sum().clamp(min=1)).float() for layer, c in counts.items()}
 
 
