@@ -2,9 +2,10 @@
 
 Encoders are frozen, so the features of one frame never change while its encoder's weights do not:
 a cache keyed by (encoder fingerprint, frame content) holds them. Each missing frame is encoded on its
-own (a batch of one), so a cached feature is a pure function of the encoder and the frame: runs with
-a cache, resumed or not, see the same values whatever the batch composition. (An uncached batched
-pass may differ from it in the last float bits: matmul blocking depends on the batch.)
+own (a batch of one) with the encoder in eval mode, so a cached feature is a pure function of the
+encoder and the frame: runs with a cache, resumed or not, see the same values whatever the batch
+composition or the model's train/eval mode. (An uncached pass may differ from it in the last float
+bits: matmul blocking depends on the batch, and torch's TransformerEncoder has a fused eval kernel.)
 
 In memory by default (`train.feature_cache: memory`); `modweave cache-features` (or
 `train.feature_cache: DIR`) also keeps them on disk as safetensors shards, `DIR/<encoder fp>/shard-*.safetensors`,
@@ -86,16 +87,21 @@ class FeatureCache:
         store = self._mem[fp]
         keys = [frame_key(f) for f in frames]
         out = []
-        for key, frame in zip(keys, frames):
-            feat = store.get(key)
-            if feat is None:
-                self.misses += 1
-                feat = encoder(frame.unsqueeze(0))[0].detach().to("cpu").contiguous()
-                store[key] = feat
-                self._new.setdefault(fp, {})[key] = feat
-            else:
-                self.hits += 1
-            out.append(feat)
+        was_training = encoder.training
+        encoder.eval()  # the encoder as at inference, whatever mode the model trains in (fused kernels differ)
+        try:
+            for key, frame in zip(keys, frames):
+                feat = store.get(key)
+                if feat is None:
+                    self.misses += 1
+                    feat = encoder(frame.unsqueeze(0))[0].detach().to("cpu").contiguous()
+                    store[key] = feat
+                    self._new.setdefault(fp, {})[key] = feat
+                else:
+                    self.hits += 1
+                out.append(feat)
+        finally:
+            encoder.train(was_training)
         return torch.stack(out).to(frames.device)
 
     def flush(self) -> list[Path]:
