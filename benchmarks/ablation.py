@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         f"`{cmd}` ({wall:.0f} s). Each cell: mean ± sample std over the {len(seeds)} seeds (one MCL-Digits "
         "and one shared base per seed). Plasticity, avg acc and forgetting over the 4 continual stages "
         "(video, audio, depth, point cloud); X-modal: two-media questions after the last stage, averaged "
-        "over the pairs without image (never trained together: zero-shot; chance 0.5); trainable / stage: "
+        "over the pairs without image (never trained together: zero-shot; chance 0.37: a third of the questions are 10-way digits, the rest yes/no or first/second); trainable / stage: "
         "the largest continual stage's trainable parameters as a % of separate's.", "",
         table, "", "Goal (issue 12):", *goal_lines(data), "",
         f"Every metric per variant: {out}/report.md; per seed: {out}/seed-<s>/report.md.", ""])
