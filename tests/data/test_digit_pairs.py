@@ -30,7 +30,7 @@ def test_pairs_cover_every_pair_of_modalities_with_right_balanced_answers(digits
     digit = _digits_by_media(digits_root, "test")
     for r in test:
         (ma, pa), (mb, pb) = r.media_parts()
-        assert r.modality == f"{ma}+{mb}" and "<media:1>" in r.prompt and "<media:2>" in r.prompt
+        assert r.modality == f"{ma}+{mb}" and "<media:" not in r.prompt  # both media at the template slot, in order
         da, db = digit[json.dumps(pa, sort_keys=True)], digit[json.dumps(pb, sort_keys=True)]  # test media only
         if r.id.endswith("-same"):
             assert r.answer == ("yes" if da == db else "no") and r.candidates == ["yes", "no"]

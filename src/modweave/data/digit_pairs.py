@@ -1,9 +1,9 @@
 """MCL-Digits X-modal pairs: questions about two media at once, possibly of different modalities.
 
-Three kinds, in turn: "Do <media:1> and <media:2> show the same digit?" (yes / no, balanced), "Which
-shows the larger digit, <media:1> or <media:2>?" (first / second, balanced; the digits differ), and
-"Of <media:1> and <media:2>, which digit is the first?" (or "the second": the digit word; the two
-digits differ, so only the named media answers it). The first two relate the two media; the third
+Three kinds, in turn, about two media in order: "Do the two show the same digit?" (yes / no,
+balanced), "Which shows the larger digit, the first or the second?" (first / second, balanced; the
+digits differ), and "Which digit is the first?" (or "the second": the digit word; the two digits
+differ, so only the named media answers it). The first two relate the two media; the third
 reads one of them, picked by its place. Pairs reuse the media files the benchmark already wrote, from
 ONE split: test pairs only ever hold test handwriting.
 
@@ -23,11 +23,14 @@ import numpy as np
 from .formats import Record, joined_label
 from .templates import render_prompt
 
+# no <media:K> markers: both media go, in order, where the template puts media (the demo's template puts
+# them right before the answer, where its tiny LLM, trained from scratch, reads single media; with the
+# media in mid-question its base learnt none of the three kinds: every image+image score sat at chance)
 PAIR_QUESTIONS = {
-    "same": "Do <media:1> and <media:2> show the same digit?",
-    "larger": "Which shows the larger digit, <media:1> or <media:2>?",
-    "which-first": "Of <media:1> and <media:2>, which digit is the first?",
-    "which-second": "Of <media:1> and <media:2>, which digit is the second?",
+    "same": "Do the two show the same digit?",
+    "larger": "Which shows the larger digit, the first or the second?",
+    "which-first": "Which digit is the first?",
+    "which-second": "Which digit is the second?",
 }
 PAIR_ANSWERS = {"same": ("yes", "no"), "larger": ("first", "second")}
 KINDS = ("same", "larger", "which")
