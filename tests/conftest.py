@@ -50,7 +50,7 @@ def digits_root(tmp_path_factory) -> Path:
     from modweave.data.digits import write_digits
 
     out = tmp_path_factory.mktemp("digits") / "mcl"
-    write_digits(out, seed=0, n_train=6, n_test=4, workers=1, progress=False)
+    write_digits(out, seed=0, n_train=6, n_test=4, workers=1, progress=False, pairs=12)  # 12 per pair: 4 of each kind
     return out
 
 

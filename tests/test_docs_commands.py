@@ -146,6 +146,10 @@ STEPS: list[Step] = [
          ("modweave eval runs/run/checkpoint --data runs/mcl/xmodal_test.jsonl",), stdout=("image+audio",)),
     Step("cache-features configs/test-train.yaml data.root=runs/mcl --out runs/feats",
          ("modweave cache-features CONFIG data.root=DIR --out FEATS",), stdout=("features in runs/feats",)),
+    Step("params configs/moextend/mixtral-8x7b-clip336.yaml train.distributed.strategy=fsdp --memory "
+         "--grad-checkpointing --processes 8",
+         ("modweave params configs/moextend/mixtral-8x7b-clip336.yaml train.distributed.strategy=fsdp --memory "
+          "--grad-checkpointing --processes 8",), stdout=("(fsdp/8)",)),
     Step("params configs/test-train.yaml", ("modweave params CONFIG [--json] [--memory]",), stdout=("trainable",)),
     Step("params configs/test-train.yaml --json --memory", ("modweave params CONFIG [--json] [--memory]",),
          stdout=('"activations"',)),
@@ -180,7 +184,8 @@ PUSH = "modweave push CKPT REPO_ID [--private] [--revision BRANCH]"
 # doc command -> (why it cannot run here, the argv checked instead; None: the command itself)
 SKIP: dict[str, tuple[str, str | None]] = {
     ".venv/bin/modweave demo": ("the full demo: 5 min on 2 cores; `demo --quick` runs the same pipeline above", None),
-    "modweave demo": ("the full demo: 5 min on 2 cores; `demo --quick` runs the same pipeline above", None),
+    "modweave demo --seeds 0,1,2": ("three full demos: 20 min on 2 cores; tests/test_demo.py runs two seeds on a tiny "
+                                    "budget", None),
     PUSH: ("uploads to the Hugging Face Hub (network + token); tests/test_hub.py checks its offline refusals",
            "modweave push runs/run/checkpoint org/name --private --revision dev"),
     "modweave push CKPT org/name": ("uploads to the Hub", "modweave push runs/run/checkpoint org/name"),
@@ -192,8 +197,20 @@ SKIP: dict[str, tuple[str, str | None]] = {
     "model.base=instructblip:Salesforce/instructblip-vicuna-7b data.root=/data/mcl --out runs/pathweave":
         ("4 GPUs, InstructBLIP weights from the Hub, the MCL data sets", None),
     "accelerate launch --num_processes 8 -m modweave.cli train configs/moextend/mixtral-8x7b-clip336.yaml "
-    "data.root=/data/llava --out runs/moextend":
-        ("8 GPUs, Mixtral weights from the Hub, LLaVA's data", None),
+    "data.root=/data/llava train.distributed.strategy=fsdp --out runs/moextend":
+        ("8 GPUs, Mixtral weights from the Hub, LLaVA's data (tests/test_fsdp.py shards on 2 CPU processes)", None),
+    # docs/distributed.md
+    "accelerate launch --multi_gpu --num_processes 4 -m modweave.cli train configs/pathweave/instructblip-vicuna7b.yaml "
+    "model.base=instructblip:Salesforce/instructblip-vicuna-7b data.root=/data/mcl "
+    "stages.1.modality.encoder='{kind: beats, name_or_path: /ckpt/BEATs_iter3_plus_AS2M.pt}' "
+    "stages.3.modality.encoder='{kind: pointbert, name_or_path: /ckpt/pointbert_ulip2.pt}' "
+    "train.distributed.timeout=3600 --out runs/pathweave":
+        ("4 GPUs, InstructBLIP weights, BEATs / ULIP-2 checkpoints, the MCL data sets", None),
+    "accelerate launch --multi_gpu --num_processes 8 -m modweave.cli train configs/moextend/mixtral-8x7b-clip336.yaml "
+    "model.llm.name_or_path=mistralai/Mixtral-8x7B-Instruct-v0.1 "
+    "stages.0.modality.encoder.name_or_path=openai/clip-vit-large-patch14-336 data.root=/data/llava "
+    "train.distributed.strategy=fsdp train.distributed.timeout=3600 train.checkpoint_every=200 --out runs/moextend":
+        ("8 GPUs, Mixtral and CLIP weights from the Hub, LLaVA's data", None),
     "accelerate launch --num_processes N -m modweave.cli train configs/pathweave/instructblip-vicuna7b.yaml "
     "data.root=/data/mcl --out runs/pathweave":
         ("N GPUs, InstructBLIP weights, the MCL data sets",
@@ -218,7 +235,7 @@ ELSEWHERE.update({row: "tests/test_memory.py::test_paper_scale_memory_table_is_w
 )})
 
 # the name of a command in a sentence, with nothing to run
-PROSE = {"modweave params", "modweave eval"}
+PROSE = {"modweave params", "modweave eval", "modweave train", "modweave params ... --memory --grad-checkpointing"}
 
 
 # ----------------------------------------------------------------------------------------------- running
