@@ -235,7 +235,8 @@ ELSEWHERE.update({row: "tests/test_memory.py::test_paper_scale_memory_table_is_w
 )})
 
 # the name of a command in a sentence, with nothing to run
-PROSE = {"modweave params", "modweave eval", "modweave train", "modweave params ... --memory --grad-checkpointing"}
+PROSE = {"modweave params", "modweave eval", "modweave train", "modweave params ... --memory --grad-checkpointing",
+         "modweave cache-features"}
 
 
 # ----------------------------------------------------------------------------------------------- running
