@@ -24,10 +24,9 @@ _OPEN, _CLOSE = "[{(", "]})"
 MAX_LABEL = 96
 
 
-def split_top_level(text: str, sep: str = ",") -> list[str]:
-    """`text` split at `sep` outside brackets, braces, parentheses and quotes:
-    `"ana,ana[a=1,b=2],lora"` -> `["ana", "ana[a=1,b=2]", "lora"]` (parts stripped, empty parts kept)."""
-    parts, depth, quote, start = [], 0, None, 0
+def _scan(text: str, sep: str = ",") -> tuple[list[int], bool]:
+    """Indices of `sep` outside brackets, braces, parentheses and quotes, and whether those balance."""
+    cuts, depth, quote, balanced = [], 0, None, True
     for i, ch in enumerate(text):
         if quote:
             quote = None if ch == quote else quote
@@ -37,11 +36,18 @@ def split_top_level(text: str, sep: str = ",") -> list[str]:
             depth += 1
         elif ch in _CLOSE:
             depth -= 1
+            balanced = balanced and depth >= 0
         elif ch == sep and depth == 0:
-            parts.append(text[start:i].strip())
-            start = i + 1
-    parts.append(text[start:].strip())
-    return parts
+            cuts.append(i)
+    return cuts, balanced and depth == 0 and quote is None
+
+
+def split_top_level(text: str, sep: str = ",") -> list[str]:
+    """`text` split at `sep` outside brackets, braces, parentheses and quotes:
+    `"ana,ana[a=1,b=2],lora"` -> `["ana", "ana[a=1,b=2]", "lora"]` (parts stripped, empty parts kept)."""
+    cuts, _ = _scan(text, sep)
+    bounds = [-1, *cuts, len(text)]
+    return [text[a + 1:b].strip() for a, b in zip(bounds, bounds[1:])]
 
 
 def split_variants(text: str) -> list[str]:
@@ -91,19 +97,7 @@ def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
 
 
 def _depth_error(body: str) -> bool:
-    depth, quote = 0, None
-    for ch in body:
-        if quote:
-            quote = None if ch == quote else quote
-        elif ch in "'\"":
-            quote = ch
-        elif ch in _OPEN:
-            depth += 1
-        elif ch in _CLOSE:
-            depth -= 1
-            if depth < 0:
-                return True
-    return depth != 0 or quote is not None
+    return not _scan(body)[1]
 
 
 def _put(settings: dict[str, Any], given: list[str], key: str, value: Any, text: str) -> None:
