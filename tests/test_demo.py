@@ -6,6 +6,7 @@ import json
 import math
 
 import pytest
+import torch
 
 from modweave.cli import main
 from modweave.demo import DEMO_METHODS, METHOD_STAGE, demo_config, method_config
@@ -95,6 +96,56 @@ def test_two_seeds_merge_into_mean_and_std(tmp_path, capsys):
     assert "seeds 0, 1" in md and "±" in md and (out / "seed-1" / "report.md").exists()
     printed = capsys.readouterr().out
     assert "±" in printed and "seed-<s>" in printed
+
+
+WORKER_METHODS = "ana,moextend"
+
+
+@pytest.fixture(scope="module")
+def one_by_one(tmp_path_factory):
+    """The tiny demo of WORKER_METHODS run one by one in this process (`--workers 1`)."""
+    out = tmp_path_factory.mktemp("demo") / "w1"
+    assert main(["demo", "--quick", "--out", str(out), "--methods", WORKER_METHODS, "--workers", "1",
+                 *TINY_BUDGET]) == 0
+    assert not (out / "ana" / "console.log").exists()  # in this process: the output stays on the console
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_worker_processes_give_the_same_bits_as_one_by_one(one_by_one, tmp_path, monkeypatch, start):
+    """Method runs in two workers (forked: Linux's default; spawned: elsewhere) hold, tensor for tensor,
+    what the same runs give one by one in this process: the thread count per run is fixed, so the
+    number of workers cannot change a bit."""
+    from safetensors.torch import load_file
+
+    import modweave.demo
+
+    monkeypatch.setattr(modweave.demo, "_start_method", lambda: start)
+    out = tmp_path / "w2"
+    assert main(["demo", "--quick", "--out", str(out), "--methods", WORKER_METHODS, "--workers", "2",
+                 *TINY_BUDGET]) == 0
+    runs = {"w1": one_by_one, "w2": out}
+    reports = {w: json.loads((d / "report.json").read_text()) for w, d in runs.items()}
+    for label in WORKER_METHODS.split(","):
+        a, b = reports["w1"]["methods"][label], reports["w2"]["methods"][label]
+        assert a["acc_matrix"] == b["acc_matrix"] and a["xmodal"] == b["xmodal"]
+        losses = [json.loads((d / label / "progress.json").read_text())["losses"] for d in runs.values()]
+        assert losses[0] == losses[1]
+        files = sorted((one_by_one / label / "checkpoint").glob("stage-*.safetensors"))
+        assert len(files) >= 5  # base + 4 stages (moextend: 3 phase files a stage)
+        for f in files:
+            x, y = load_file(f), load_file(out / label / "checkpoint" / f.name)
+            assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x), (label, f.name)
+    # a worker's console output went to its run's folder, not to the terminal
+    assert "after video" in (out / "ana" / "console.log").read_text()
+
+
+@pytest.mark.parametrize("workers", ["0", "-1"])
+def test_bad_workers_is_one_line(tmp_path, capsys, workers):
+    assert main(["demo", "--quick", "--out", str(tmp_path / "d"), "--workers", workers]) == 2
+    err = capsys.readouterr().err
+    assert "--workers" in err and "Traceback" not in err and not (tmp_path / "d").exists()
 
 
 def test_every_demo_method_is_registered():

@@ -14,18 +14,22 @@ Several seeds (`seeds=[0, 1, 2]`): the whole demo once per seed in OUT/seed-<s>/
 its own base, its own report), then OUT/report.{json,md} hold the mean +- std over seeds
 (`report_seeds.merge_seeds`). One seed keeps the single layout above.
 
-Every method run starts from a copy of the base checkpoint and its evaluated row, and all runs share
-one in-memory copy of the loaded media, so the base is trained and the files are decoded only once.
+Every method run starts from a copy of the base checkpoint and its evaluated row, so the base is trained
+once. The method runs go `workers` at a time, each in a worker process of METHOD_THREADS torch threads
+(its console output in OUT/<label>/console.log); with one worker they run here, one by one. The media are
+decoded once (forked workers share this process's copy). Thread counts are fixed, so the numbers are the same
+bits whatever the number of workers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -176,10 +180,13 @@ def seed_folder(out: str | Path, seed: int) -> Path:
 
 def run_demo(out: str | Path = "runs/demo", methods: str | Sequence[str | Variant] | None = None,
              quick: bool = False, seed: int = 0, overrides: list[str] | None = None,
-             seeds: Sequence[int] | None = None) -> dict[str, Any]:
+             seeds: Sequence[int] | None = None, workers: int | None = None) -> dict[str, Any]:
     """Run the demo into `out` (`seeds`: once per seed, merged); returns the report (report.py's schema).
+    `workers`: method runs at once, each a process of METHOD_THREADS threads (default: one per CPU core,
+    at most one per method; 1 runs them one by one in this process). The numbers do not depend on it.
     Every input (methods, settings, overrides, folders) is checked before any work starts."""
     variants = resolve_methods(methods)
+    workers = default_workers(len(variants)) if workers is None else check_workers(workers)
     seeds = list(seeds) if seeds else [seed]
     out = Path(out)
     budget = {"quick": quick, "overrides": list(overrides or [])}
@@ -190,7 +197,7 @@ def run_demo(out: str | Path = "runs/demo", methods: str | Sequence[str | Varian
     for s in seeds:
         _check_claim(folders[s], {"seed": s, **budget})
     if len(seeds) == 1:
-        return _run_seed(folders[seeds[0]], variants, configs[seeds[0]], {"seed": seeds[0], **budget})
+        return _run_seed(folders[seeds[0]], variants, configs[seeds[0]], {"seed": seeds[0], **budget}, workers)
 
     from .report import write_report
     from .report_seeds import merge_seeds
@@ -200,7 +207,7 @@ def run_demo(out: str | Path = "runs/demo", methods: str | Sequence[str | Varian
     reports = []
     for s in seeds:
         logger.info("demo seed %d (%d of %d) in %s", s, len(reports) + 1, len(seeds), folders[s])
-        reports.append(_run_seed(folders[s], variants, configs[s], {"seed": s, **budget}))
+        reports.append(_run_seed(folders[s], variants, configs[s], {"seed": s, **budget}, workers))
     merged = merge_seeds(reports)
     merged["wall_seconds"] = round(time.perf_counter() - t_start, 1)
     write_report(out, merged, {})  # loss curves stay per seed
@@ -216,13 +223,12 @@ def _checked_config(overrides: list[str] | None, quick: bool, seed: int) -> RunC
     return cfg
 
 
-def _run_seed(out: Path, variants: list[Variant], cfg: RunConfig, budget: dict[str, Any]) -> dict[str, Any]:
-    """One seed's demo in `out`: data, base, every variant, report; returns the report."""
+def _run_seed(out: Path, variants: list[Variant], cfg: RunConfig, budget: dict[str, Any],
+              workers: int = 1) -> dict[str, Any]:
+    """One seed's demo in `out`: data, base, every variant (`workers` at a time), report; returns the report."""
     from .data.digits import digits_texts, write_digits
     from .report import write_report
-    from .train import ContinualTrainer, build_report
-    from .training.config import DataConfig, parse_section
-    from .training.data import RunData
+    from .train import build_report
 
     seed = budget["seed"]
     digits = dict(cfg.data.get("digits") or {})
@@ -240,25 +246,26 @@ def _run_seed(out: Path, variants: list[Variant], cfg: RunConfig, budget: dict[s
     cfg.eval["modalities"] = [m for m in COLUMNS if (data_root / f"{m}_test.jsonl").exists()]
     if cfg.model.tokenizer.kind == "word" and not cfg.model.tokenizer.corpus:
         cfg.model.tokenizer.corpus = sorted(set(digits_texts()) | set(meta.get("vocabulary", [])))
-    shared = RunData(cfg, parse_section(DataConfig, cfg.data, "data"))
-    _preload(shared, [s.modality.name for s in cfg.stages])
 
     base_cfg = copy.deepcopy(cfg)
     base_cfg.stages = []
     base_cfg.eval["modalities"] = cfg.eval["modalities"]
     base_dir = out / "base"
-    _run(ContinualTrainer, base_cfg, base_dir, shared)
+    data = _shared_data(cfg)
+    with _frozen_heap(), torch_threads(BASE_THREADS):
+        _run(base_cfg, base_dir, data)
+    for variant in variants:
+        _seed_from_base(base_dir, out / variant.label)
+    jobs = [(method_config(cfg, v), out / v.label) for v in variants]
+    entries = _run_parallel(jobs, workers) if workers > 1 and len(jobs) > 1 else [
+        _run_job(mcfg, run_dir) for mcfg, run_dir in jobs]
 
     report: dict[str, Any] | None = None
     histories: dict[str, Any] = {}
-    for variant in variants:
-        mcfg = method_config(cfg, variant)
-        run_dir = out / variant.label
-        _seed_from_base(base_dir, run_dir)
-        entry = _run(ContinualTrainer, mcfg, run_dir, shared)
+    for variant, entry in zip(variants, entries):
         if variant.settings:  # what ran under this label (plain methods keep the old entry as it was)
             entry = {**entry, "variant": {"method": variant.method, "settings": variant.settings}}
-        progress = json.loads((run_dir / "progress.json").read_text())
+        progress = json.loads((out / variant.label / "progress.json").read_text())
         if report is None:
             report = build_report(progress, {})
             report["benchmark"] = "mcl-digits"
@@ -268,6 +275,164 @@ def _run_seed(out: Path, variants: list[Variant], cfg: RunConfig, budget: dict[s
     report["wall_seconds"] = round(time.perf_counter() - t_start, 1)
     write_report(out, report, histories)
     return report
+
+
+# ------------------------------------------------------------------------------------------
+# running the method runs: here one by one, or in worker processes
+
+# Torch threads per process. Fixed, because the thread count changes a matmul's last bits: with them fixed,
+# a method run gives the same bits whether it runs here or in a worker, next to any number of others.
+# One thread per method run (on 2 cores, two runs of one thread each beat one run of two threads by ~1.4x),
+# two for the base, which runs alone.
+METHOD_THREADS = 1
+BASE_THREADS = 2
+
+_DATA: dict[str, Any] = {}  # data root -> the decoded media every run in this process shares
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, not the machine's count)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def default_workers(n_runs: int) -> int:
+    """One worker per core, at most one per run."""
+    return max(1, min(n_runs, available_cores() // METHOD_THREADS))
+
+
+def check_workers(workers: int) -> int:
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"--workers {workers}: must be a positive integer")
+    return workers
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with `n` torch threads, then go back to the process's count."""
+    import torch
+
+    was = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(was)
+
+
+@contextlib.contextmanager
+def _frozen_heap() -> Iterator[None]:
+    """Leave the objects alive now (the decoded media, the imported modules) out of garbage collection
+    while the block runs: accelerate collects after every phase, and scanning them took ~0.2 s a time."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+def _shared_data(cfg: RunConfig) -> Any:
+    """The run data of `cfg`'s MCL-Digits, its media decoded once per process (every run shares it)."""
+    from .training.config import DataConfig, parse_section
+    from .training.data import RunData
+
+    root = str(cfg.data["root"])
+    if root not in _DATA:
+        _DATA.clear()  # one seed's data at a time
+        data = RunData(cfg, parse_section(DataConfig, cfg.data, "data"))
+        _preload(data, [*(m.name for m in cfg.model.base_modalities), *(s.modality.name for s in cfg.stages)])
+        _DATA[root] = data
+    return _DATA[root]
+
+
+def _run_job(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
+    """One method run (seeded from the base) in this process; returns its report entry."""
+    data = _shared_data(cfg)
+    with _frozen_heap(), torch_threads(METHOD_THREADS):
+        return _run(cfg, run_dir, data)
+
+
+def _worker_job(cfg: RunConfig, run_dir: Path, level: int) -> dict[str, Any]:
+    """`_run_job` in a worker process. Its console output (progress bars, log lines) goes to
+    RUN/console.log, so that runs side by side do not interleave on the terminal."""
+    import sys
+
+    loggers = [logging.getLogger(), logging.getLogger("modweave")]
+    logging.getLogger("modweave").setLevel(level)
+    with open(run_dir / "console.log", "a", buffering=1) as stream:
+        old = sys.stderr
+        sys.stderr = stream
+        # a forked worker holds the parent's console handlers: point them at the file for this run
+        consoles = [(h, h.stream) for lg in loggers for h in lg.handlers
+                    if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
+        for h, _ in consoles:
+            h.setStream(stream)
+        added = None
+        if not consoles:  # a spawned worker starts without any
+            added = logging.StreamHandler(stream)
+            added.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+            loggers[1].addHandler(added)
+        try:
+            return _run_job(cfg, run_dir)
+        finally:
+            if added is not None:
+                loggers[1].removeHandler(added)
+            for h, was in consoles:
+                h.setStream(was)
+            sys.stderr = old
+
+
+def _set_threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(n)
+
+
+def _start_method() -> str:
+    import multiprocessing
+
+    return "fork" if METHOD_THREADS == 1 and "fork" in multiprocessing.get_all_start_methods() else "spawn"
+
+
+def _run_parallel(jobs: list[tuple[RunConfig, Path]], workers: int) -> list[dict[str, Any]]:
+    """Every job in `workers` processes; returns the entries in the jobs' order. An error in a run is
+    raised here, and the runs not yet started are cancelled.
+
+    On Linux the workers are forked: they start at once, with this process's modules and decoded media.
+    That is safe with OpenMP because a worker runs one thread (as DataLoader workers do); elsewhere, or
+    with more threads per run, they are spawned and decode the media themselves."""
+    import multiprocessing
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
+    from tqdm.auto import tqdm
+
+    context = multiprocessing.get_context(_start_method())
+    level = logging.getLogger("modweave").getEffectiveLevel()
+    logger.info("running %d method runs, %d at a time (%d thread each); their output: OUT/<run>/console.log",
+                len(jobs), workers, METHOD_THREADS)
+    # first thing in a worker: its thread count (a forked OpenMP pool of more threads would hang)
+    pool = ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context, initializer=_set_threads,
+                               initargs=(METHOD_THREADS,))
+    try:
+        futures = {pool.submit(_worker_job, cfg, run_dir, level): run_dir.name for cfg, run_dir in jobs}
+        with tqdm(total=len(futures), desc="method runs", unit="run") as bar:
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                for f in done:
+                    f.result()  # raises the run's error
+                    bar.set_postfix(done=futures[f])
+                    bar.update(1)
+        return [f.result() for f in futures]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _preload(data: Any, modalities: list[str]) -> None:
@@ -306,9 +471,11 @@ def _claim(out: Path, budget: dict[str, Any], ignore: Sequence[str] = ()) -> Non
         atomic_write_bytes(path, json.dumps(budget).encode())
 
 
-def _run(trainer_cls: Any, cfg: RunConfig, run_dir: Path, shared: Any) -> dict[str, Any]:
+def _run(cfg: RunConfig, run_dir: Path, shared: Any) -> dict[str, Any]:
+    from .train import ContinualTrainer
+
     started = (run_dir / "progress.json").exists()  # seeded from the base, or interrupted earlier
-    trainer = trainer_cls(cfg, run_dir, resume=started)
+    trainer = ContinualTrainer(cfg, run_dir, resume=started)
     trainer.data = shared  # one in-memory copy of the media for every run
     return trainer.run()
 

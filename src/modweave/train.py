@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -134,13 +135,13 @@ class ContinualTrainer:
         tok = model.tokenizer
         if tok is None or self.cfg.model.tokenizer.kind != "word":
             return
-        texts = self.data.texts(modalities)
+        # each distinct text once (MCL-Digits' 50k prompts and answers hold a few hundred), in one batch call
+        counts = Counter(self.data.texts(modalities))
+        texts = list(counts)
         unk, total, examples = 0, 0, []
-        for text in texts:
-            words = text.split()
-            ids = tok(text, add_special_tokens=False).input_ids
+        for text, ids in zip(texts, tok(texts, add_special_tokens=False).input_ids if texts else []):
             n = sum(1 for i in ids if i == tok.unk_token_id)
-            unk, total = unk + n, total + len(words)
+            unk, total = unk + n * counts[text], total + len(text.split()) * counts[text]
             if n and len(examples) < 3:
                 examples.append(text)
         if unk:

@@ -21,6 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", metavar="S1,S2",
                    help="run the whole demo once per seed (OUT/seed-<s>/: data, base, runs, report) and "
                         "report mean +- std over seeds in OUT/report.{json,md}; one seed = --seed")
+    p.add_argument("--workers", type=int, default=None,
+                   help="method runs at once, each a process of one thread (default: one per CPU core); "
+                        "the numbers do not depend on it")
     p.add_argument("overrides", nargs="*", help="key=value overrides of the demo preset (e.g. train.steps=100)")
     p.set_defaults(func=run, interrupt_hint="rerun the same command to continue where it stopped")
 
@@ -37,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     seeds = parse_seeds(args.seeds) if args.seeds is not None else [0 if args.seed is None else args.seed]
     methods = resolve_methods(args.methods)  # before any work: an unknown method or setting fails now
     out = args.out or ("runs/demo-quick" if args.quick else "runs/demo")
-    report = run_demo(out, methods, args.quick, seeds[0], args.overrides, seeds=seeds)
+    report = run_demo(out, methods, args.quick, seeds[0], args.overrides, seeds=seeds, workers=args.workers)
     print()
     print(summary_table(report))
     extra = f", per seed: {out}/seed-<s>/" if len(seeds) > 1 else ""

@@ -53,14 +53,33 @@ def _digit_samples(records: Sequence[Mapping[str, Any]]) -> list[tuple[Any, int]
     return [(r["media"], DIGIT_WORDS.index(r["answer"])) for r in records if r["id"].endswith("-digit")]
 
 
-def _pick(rng: np.random.Generator, pool: list[tuple[Any, int]], ok: Callable[[int], bool] = lambda d: True,
+class _Pool:
+    """(media, digit) samples with their digits as an array, so a pick filters with numpy instead of
+    a Python loop over the whole pool (the pairs of MCL-Digits take thousands of picks)."""
+
+    def __init__(self, samples: Sequence[tuple[Any, int]]):
+        self.samples = list(samples)
+        self.digits = np.array([d for _, d in self.samples], dtype=np.int64).reshape(-1)
+        self.index: dict[str, list[int]] = {}
+        for i, (media, _) in enumerate(self.samples):
+            self.index.setdefault(str(media), []).append(i)
+
+
+def _pick(rng: np.random.Generator, pool: _Pool, ok: Callable[[int], bool] = lambda d: True,
           exclude: Any = None) -> tuple[Any, int] | None:
-    """A random sample of `pool` whose digit passes `ok` (not the media `exclude`), None if none does."""
-    cands = [s for s in pool if ok(s[1]) and s[0] != exclude]
-    return cands[int(rng.integers(len(cands)))] if cands else None
+    """A random sample of `pool` whose digit passes `ok` (not the media `exclude`), None if none does:
+    the same draw as choosing among `[s for s in pool if ok(digit) and media != exclude]`, in pool order."""
+    allowed = np.array([bool(ok(d)) for d in range(10)])
+    mask = allowed[pool.digits] if len(pool.digits) else np.zeros(0, dtype=bool)
+    if exclude is not None:
+        for i in pool.index.get(str(exclude), []):
+            if pool.samples[i][0] == exclude:
+                mask[i] = False
+    cands = np.flatnonzero(mask)
+    return pool.samples[int(cands[int(rng.integers(len(cands)))])] if len(cands) else None
 
 
-def pair_records(a: str, b: str, pools: Mapping[str, list[tuple[Any, int]]], n: int, seed: int,
+def pair_records(a: str, b: str, pools: Mapping[str, _Pool], n: int, seed: int,
                  split: str) -> list[dict]:
     """`n` pair questions over modalities `a` (<media:1>) and `b` (<media:2>): `same`, `larger` and
     `which` in turn, each with alternating (so balanced) answers (`which`: alternately the first and the
@@ -111,7 +130,7 @@ def write_pair_records(by_file: Mapping[tuple[str, str], list[dict]], modalities
                        n_test: int, n_train: int | None) -> dict[str, list[dict]]:
     """`{split: records}` for the X-modal files: test pairs for every pair of media modalities
     (`n_test` each), training pairs of the base's modality (`n_train`; default two per training digit)."""
-    pools = {(m, s): _digit_samples(recs) for (m, s), recs in by_file.items() if m != "text"}
+    pools = {(m, s): _Pool(_digit_samples(recs)) for (m, s), recs in by_file.items() if m != "text"}
     out: dict[str, list[dict]] = {"train": [], "test": []}
     if n_test <= 0:
         return out
@@ -119,6 +138,6 @@ def write_pair_records(by_file: Mapping[tuple[str, str], list[dict]], modalities
         out["test"] += pair_records(a, b, {a: pools[(a, "test")], b: pools[(b, "test")]}, n_test, seed, "test")
     for a, b in TRAIN_PAIRS:
         if (a, "train") in pools and (b, "train") in pools:
-            n = n_train if n_train is not None else 2 * len(pools[(a, "train")])
+            n = n_train if n_train is not None else 2 * len(pools[(a, "train")].samples)
             out["train"] += pair_records(a, b, {a: pools[(a, "train")], b: pools[(b, "train")]}, n, seed, "train")
     return out
