@@ -1,5 +1,8 @@
 """Peak memory (max resident set size) of the demo, measured on a child process.
 
+The figure is the largest single process: the demo's own, or one of its method-run workers (forked
+workers share the decoded media with it copy-on-write, so their sum would count those pages twice).
+
     .venv/bin/python benchmarks/demo_memory.py [--quick] [-- extra demo arguments]
 """
 

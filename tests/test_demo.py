@@ -141,6 +141,21 @@ def test_worker_processes_give_the_same_bits_as_one_by_one(one_by_one, tmp_path,
     assert "after video" in (out / "ana" / "console.log").read_text()
 
 
+@pytest.mark.slow
+def test_a_worker_that_dies_is_one_line_naming_the_runs(tmp_path, monkeypatch, capsys):
+    import os
+
+    import modweave.demo
+
+    monkeypatch.setattr(modweave.demo, "_start_method", lambda: "fork")  # the child sees the patch below
+    monkeypatch.setattr(modweave.demo, "_run_job", lambda cfg, run_dir: os._exit(3))  # killed, as by the OOM killer
+    out = tmp_path / "d"
+    assert main(["demo", "--quick", "--out", str(out), "--methods", "ana,frozen", "--workers", "2", *TINY_BUDGET]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "worker process died" in err and "ana" in err and "rerun the same command" in err and "Traceback" not in err
+    assert (out / "base" / "checkpoint" / "manifest.json").exists()  # the base is kept for the rerun
+
+
 @pytest.mark.parametrize("workers", ["0", "-1"])
 def test_bad_workers_is_one_line(tmp_path, capsys, workers):
     assert main(["demo", "--quick", "--out", str(tmp_path / "d"), "--workers", workers]) == 2

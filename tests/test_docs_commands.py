@@ -173,8 +173,8 @@ STEPS: list[Step] = [
     Step("list", ("modweave list [KIND]", "modweave list"), stdout=("moextend",)),
     Step("list methods", ("modweave list [KIND]", "modweave list [methods|modalities|encoders|connectors|bases]"),
          stdout=("ana",)),
-    Step(f"demo --quick --methods ana --out runs/demo --seed 0 {TINY_DEMO}",  # one method: half the seconds
-         ("modweave demo [--quick] [--methods ana,lora] [--out DIR] [--seed N]", "modweave demo --quick"),
+    Step(f"demo --quick --methods ana --out runs/demo --seed 0 --workers 1 {TINY_DEMO}",  # one method: half the seconds
+         ("modweave demo [--quick] [--methods ana,lora] [--out DIR] [--seed N] [--workers N]", "modweave demo --quick"),
          ("runs/demo/report.md", "runs/demo/report.json", "runs/demo/accuracy_matrix.png",
           "runs/demo/ana/checkpoint/manifest.json", "runs/demo/ana/checkpoint/README.md")),
 ]
@@ -236,7 +236,7 @@ ELSEWHERE.update({row: "tests/test_memory.py::test_paper_scale_memory_table_is_w
 
 # the name of a command in a sentence, with nothing to run
 PROSE = {"modweave params", "modweave eval", "modweave train", "modweave params ... --memory --grad-checkpointing",
-         "modweave cache-features"}
+         "modweave cache-features", "modweave demo"}
 
 
 # ----------------------------------------------------------------------------------------------- running

@@ -251,14 +251,17 @@ def _run_seed(out: Path, variants: list[Variant], cfg: RunConfig, budget: dict[s
     base_cfg.stages = []
     base_cfg.eval["modalities"] = cfg.eval["modalities"]
     base_dir = out / "base"
-    data = _shared_data(cfg)
-    with _frozen_heap(), torch_threads(BASE_THREADS):
-        _run(base_cfg, base_dir, data)
-    for variant in variants:
-        _seed_from_base(base_dir, out / variant.label)
-    jobs = [(method_config(cfg, v), out / v.label) for v in variants]
-    entries = _run_parallel(jobs, workers) if workers > 1 and len(jobs) > 1 else [
-        _run_job(mcfg, run_dir) for mcfg, run_dir in jobs]
+    try:
+        data = _shared_data(cfg)
+        with _frozen_heap(), torch_threads(BASE_THREADS):
+            _run(base_cfg, base_dir, data)
+        for variant in variants:
+            _seed_from_base(base_dir, out / variant.label)
+        jobs = [(method_config(cfg, v), out / v.label) for v in variants]
+        entries = _run_parallel(jobs, workers) if workers > 1 and len(jobs) > 1 else [
+            _run_job(mcfg, run_dir) for mcfg, run_dir in jobs]
+    finally:
+        _DATA.clear()  # the decoded media live as long as the seed's runs, not as long as the process
 
     report: dict[str, Any] | None = None
     histories: dict[str, Any] = {}
@@ -409,7 +412,8 @@ def _run_parallel(jobs: list[tuple[RunConfig, Path]], workers: int) -> list[dict
     That is safe with OpenMP because a worker runs one thread (as DataLoader workers do); elsewhere, or
     with more threads per run, they are spawned and decode the media themselves."""
     import multiprocessing
-    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
 
     from tqdm.auto import tqdm
 
@@ -425,9 +429,14 @@ def _run_parallel(jobs: list[tuple[RunConfig, Path]], workers: int) -> list[dict
         with tqdm(total=len(futures), desc="method runs", unit="run") as bar:
             pending = set(futures)
             while pending:
-                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for f in done:
-                    f.result()  # raises the run's error
+                    try:
+                        f.result()  # raises the run's error
+                    except BrokenProcessPool:  # killed (out of memory?): say which runs did not finish
+                        unfinished = ", ".join(futures[g] for g in futures if not g.done() or g.exception())
+                        raise RuntimeError(f"a method-run worker process died while running {unfinished}: "
+                                           "rerun the same command to continue (finished runs are kept)") from None
                     bar.set_postfix(done=futures[f])
                     bar.update(1)
         return [f.result() for f in futures]
