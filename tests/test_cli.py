@@ -25,3 +25,14 @@ def test_unknown_arguments_are_still_refused(capsys):
     with pytest.raises(SystemExit) as err:
         main(["params", str(CONFIG), "--json", "--bogus"])
     assert err.value.code == 2 and "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_building_the_parser_imports_neither_torch_nor_transformers():
+    """`modweave --help` and every command's argument errors answer at once: the command modules keep
+    their heavy imports inside `run` (importing the model made `--help` take ~6 s)."""
+    import subprocess
+    import sys
+
+    code = "import sys, modweave.cli as c; c.build_parser(); print(sorted({'torch', 'transformers'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -19,6 +19,11 @@ import yaml
 from .fields import ConfigError, check_fields, from_dict, setting, to_dict  # noqa: F401  (the config API)
 
 
+# free-form answers (`generate`); evaluation's one-word answers use EvalConfig.max_new_tokens. Here, not in
+# model.py, so that the CLI builds its parsers without importing torch models
+GENERATE_MAX_NEW_TOKENS = 16
+
+
 @dataclass
 class LLMConfig:
     """The causal LM. `kind` is a builder name (`tiny-mixtral`, `tiny-llama`, `hf`)."""

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .config import EncoderConfig, ModalitySpec, ModelConfig, modality_spec, to_dict
+from .config import GENERATE_MAX_NEW_TOKENS, EncoderConfig, ModalitySpec, ModelConfig, modality_spec, to_dict
 from .connectors import build_connector
 from .context import PathContext
 from .data.collate import IGNORE_INDEX, MEDIA_TOKEN_ID, row_media
@@ -31,8 +31,6 @@ from .utils import seeded
 
 logger = logging.getLogger(__name__)
 
-# free-form answers (`generate`); evaluation's one-word answers use EvalConfig.max_new_tokens
-GENERATE_MAX_NEW_TOKENS = 16
 
 
 @dataclass

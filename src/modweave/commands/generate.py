@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..model import GENERATE_MAX_NEW_TOKENS
+from ..config import GENERATE_MAX_NEW_TOKENS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
