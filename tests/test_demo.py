@@ -283,3 +283,12 @@ def test_summary_table_shows_mean_and_std_over_seeds():
     text = summary_table(merge_seeds([one, two]))
     assert "0.600±0.141" in text and "0.250±0.000" in text and "seeds 0, 1" in text
     assert "±" not in summary_table(one)
+
+
+@pytest.mark.parametrize("cores,runs,expected", [(2, 6, 2), (8, 3, 3), (1, 6, 1), (4, 0, 1)])
+def test_default_workers_is_one_per_core_and_at_most_one_per_run(monkeypatch, cores, runs, expected):
+    import modweave.cpus
+    from modweave.demo import default_workers
+
+    monkeypatch.setattr(modweave.cpus, "available_cores", lambda: cores)
+    assert default_workers(runs) == expected

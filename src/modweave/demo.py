@@ -293,18 +293,10 @@ BASE_THREADS = 2
 _DATA: dict[str, Any] = {}  # data root -> the decoded media every run in this process shares
 
 
-def available_cores() -> int:
-    """CPU cores this process may run on (its affinity mask, not the machine's count)."""
-    import os
-
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def default_workers(n_runs: int) -> int:
     """One worker per core, at most one per run."""
+    from .cpus import available_cores
+
     return max(1, min(n_runs, available_cores() // METHOD_THREADS))
 
 
@@ -348,7 +340,6 @@ def _shared_data(cfg: RunConfig) -> Any:
 
     root = str(cfg.data["root"])
     if root not in _DATA:
-        _DATA.clear()  # one seed's data at a time
         data = RunData(cfg, parse_section(DataConfig, cfg.data, "data"))
         _preload(data, [*(m.name for m in cfg.model.base_modalities), *(s.modality.name for s in cfg.stages)])
         _DATA[root] = data

@@ -22,6 +22,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from ..cpus import available_cores
 from .formats import MEDIA_MARKER, Record, write_jsonl
 from .templates import ATTRIBUTE_QUESTIONS, DIGIT_QUESTIONS, TEXT_QUESTIONS, render_prompt
 
@@ -421,7 +422,7 @@ def write_digits(
 
 def _run_jobs(jobs: list[tuple], workers: int | None, progress: bool, tqdm) -> list[list[dict]]:
     """Render every chunk, in a process pool when it pays off; results keep the job order."""
-    workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
+    workers = workers if workers is not None else min(available_cores(), 8)
     n_media = sum(len(j[1]) for j in jobs if j[0] != "text")
     bar = tqdm(total=len(jobs), desc="MCL-Digits", unit="chunk", disable=not progress)
     try:
