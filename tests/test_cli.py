@@ -36,3 +36,15 @@ def test_building_the_parser_imports_neither_torch_nor_transformers():
     code = "import sys, modweave.cli as c; c.build_parser(); print(sorted({'torch', 'transformers'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("argv,words", [(["demo", "--workers", "abc"], "--workers"),
+                                        (["train"], "required"),
+                                        (["nosuch"], "invalid choice")])
+def test_argument_errors_are_one_line_exit_2(argv, words, capsys):
+    """argparse's own errors read like every other bad input: one line naming the argument, exit 2."""
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0] and "--help" in err[0] and "usage:" not in err[0]

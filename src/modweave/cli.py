@@ -12,6 +12,7 @@ import importlib
 import logging
 import pkgutil
 import sys
+from typing import NoReturn
 
 from .version import __version__
 
@@ -19,8 +20,16 @@ from .version import __version__
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, KeyError, RuntimeError)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse's errors (a bad `--workers abc`, a missing argument) as one line, exit 2, like every other
+    bad input: the usage block it prints by default is what `--help` is for. Subcommands inherit it."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="modweave",
         description="Grow a pretrained (multimodal) LLM into new modalities one at a time, forgetting nothing.",
     )
