@@ -491,21 +491,20 @@ class ContinualTrainer:
     def _evaluate_xmodal(self) -> dict[str, float]:
         """Every X-modal label whose modalities all have paths by now: label -> score (zero-shot for
         the pairs holding a modality learnt only from its own data)."""
-        from .evaluate import can_run, evaluate_items
+        from .evaluate import accuracy_row, can_run
 
-        out: dict[str, float] = {}
-        chance = self.progress.setdefault("xmodal_chance", {})
-        for label in self.data.xmodal_labels():
-            if not can_run(self.model, label):
-                continue
-            ds = self.data.xmodal_test(label)
-            items = [ds[i] for i in range(len(ds))]
-            res = evaluate_items(self.model, items, batch_size=self.eval_cfg.batch_size,
+        labels = [label for label in self.data.xmodal_labels() if can_run(self.model, label)]
+        datasets = {label: self.data.xmodal_test(label) for label in labels}
+        values, _ = accuracy_row(self.model, datasets, labels, batch_size=self.eval_cfg.batch_size,
                                  max_new_tokens=self.eval_cfg.max_new_tokens, num_beams=self.eval_cfg.num_beams,
-                                 qa_mode=self.eval_cfg.qa_mode).get(label)
-            if res is not None:
-                out[label] = res["score"]
-                chance[label] = _chance(items)
+                                 qa_mode=self.eval_cfg.qa_mode)
+        chance = self.progress.setdefault("xmodal_chance", {})
+        out: dict[str, float] = {}
+        for label, value in zip(labels, values):
+            if value is not None:
+                out[label] = value
+                ds = datasets[label]
+                chance[label] = _chance([ds[i] for i in range(len(ds))])
         return out
 
     def _evaluate_row(self, row: str) -> None:

@@ -122,11 +122,6 @@ class Collator:
                              f"{self.max_length}")
         return ids, labels, order
 
-    def encode(self, item: dict[str, Any], answer: str | None = None) -> tuple[list[int], list[int]]:
-        """Token ids and labels of one sample (labels only on the answer and EOS)."""
-        ids, labels, _ = self.layout(item, answer)
-        return ids, labels
-
     def qformer_text(self, item: dict[str, Any]) -> str:
         """The instruction the Q-Former reads: the prompt with each `<media:K>` marker replaced by the
         K-th media's modality name (its own tokenizer knows nothing of markers)."""
