@@ -59,8 +59,8 @@ class FeatureCache:
         self.hits = self.misses = 0
 
     def fingerprint(self, encoder: nn.Module) -> str:
-        params = list(encoder.state_dict().values())
-        version = tuple((t.data_ptr(), t._version) for t in params)  # recomputed only if weights change
+        # every step asks: iterate the tensors (state_dict() would build a new dict of them each time)
+        version = tuple((t.data_ptr(), t._version) for t in (*encoder.parameters(), *encoder.buffers()))
         cached = self._fps.get(id(encoder))
         if cached is None or cached[0] != version:
             fp = encoder_fingerprint(encoder)
