@@ -9,7 +9,7 @@ Data flow of one batch (see data/collate.py for the batch layout):
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -220,6 +220,9 @@ class XModalLM(nn.Module):
         if record.modality is None:
             raise ValueError(f"stage '{record.name}': only the base has no modality")
         impl = get_method(record.method)
+        # a stage recorded before a setting existed replays with that setting's default (today's
+        # behaviour): completed here once, every method hook of this stage and later phases sees them all
+        record = replace(record, settings=impl.check_settings(record.settings, f"stage '{record.name}' settings"))
         if record.modality not in self.paths:
             impl.add_modality(self, modality_spec(record.spec, f"stage {record.name}"), record.settings)
         impl.start_phase(self, record.modality, record.phase, record.settings, self.method_state(record.modality))

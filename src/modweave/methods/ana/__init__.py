@@ -98,8 +98,6 @@ class Ana(Method):
                               f"(got '{settings['in_adapter_init']}')")
 
     def add_modality(self, model: "XModalLM", spec: "ModalitySpec", settings: dict[str, Any]) -> None:
-        # a stage recorded before a setting existed replays with that setting's default (today's behaviour)
-        settings = self.check_settings(settings, f"stage '{spec.name}' settings")
         model.new_path(spec, connector=model.base_connector_name)
         noise = settings["gate_noise"]
         for site in inject(model, settings["sites"]).values():
