@@ -58,7 +58,8 @@ def test_peft_folder_loads_with_peft_alone_and_matches_modweave(tmp_path):
             theirs = peft_model(feats, queries)
             plain = base_copy(feats, queries)
         assert not torch.allclose(ours, plain, atol=1e-4)  # the adapter changes the output ...
-        torch.testing.assert_close(theirs, ours, rtol=0, atol=1e-6)  # ... and peft's copy computes the same
+        # ... and peft's copy computes the same, within float rounding (ours merges W + s B A: lora_layer.py)
+        torch.testing.assert_close(theirs, ours, rtol=1e-4, atol=5e-5)
     # the checkpoint still reloads, and re-saving into it (peft/ and README.md present) is allowed
     loaded = XModalLM.from_pretrained(tmp_path)
     loaded.save_pretrained(tmp_path)

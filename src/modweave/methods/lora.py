@@ -69,10 +69,14 @@ class LoRA(Method):
     def add_modality(self, model: "XModalLM", spec: "ModalitySpec", settings: dict[str, Any]) -> None:
         from peft import LoraConfig, inject_adapter_in_model
 
+        from .lora_layer import MergedLoraLinear
+
         model.new_path(spec, connector=model.base_connector_name)
         connector = model.connectors[model.base_connector_name]
         config = LoraConfig(r=int(settings["rank"]), lora_alpha=settings["alpha"], lora_dropout=settings["dropout"],
                             target_modules=TARGET_MODULES, bias="none")
+        # peft's Linear with vanilla LoRA as one merged matmul (lora_layer.py); peft's keys and switching
+        config._register_custom_module({nn.Linear: MergedLoraLinear})
         # peft names parameters `...lora_A.<adapter>.weight`: modality names are valid adapter names.
         # A second adapter on the same layers is the point here: silence peft's warning about it.
         with warnings.catch_warnings():

@@ -11,6 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .gate import NoisyGate
+from ..merged_lowrank import merged_linear
 
 
 class Adapter(nn.Module):
@@ -73,16 +74,17 @@ class ModalityExperts(nn.Module):
         Computed from folded weights (see `folded`): with a gate, P's rows, every expert's Down (its
         in-adapter folded in) and the gate's logits are ONE matmul (x is read once), then a softmax and
         one `addmm` for every expert's Up added to P(x). Without a gate the experts are one low-rank map
-        (fixed weights folded into Up) and P(x) is computed on its own, so an untrained single adapter
-        leaves the site output exactly P(x)."""
+        (fixed weights folded into Up), so the site is linear in x: one matmul with `P + U D`
+        (methods/merged_lowrank.py); an untrained single adapter (U = 0) leaves it exactly P(x)."""
         # measured (benchmarks/ana_overhead.py): fusing P into the Down matmul helps on CPU, but on CUDA
         # the odd GEMM width (d_out + sum r + E) picks slower kernels, so there P runs on its own
         fuse = base is not None and self.gate is not None and x.device.type in self.fuse_base_devices
         down_w, down_b, up_w, up_b, ranks = self.folded(site_experts, base if fuse else None)
-        h = F.linear(x, down_w, down_b)
         if up_b is not None:  # no gate: sum_e w_e s_e Up_e(...), the w_e s_e folded into Up
-            mix = F.linear(h, up_w, up_b)
-            return mix if base is None else F.linear(x, base.weight, base.bias) + mix
+            if base is not None:  # the site is linear in x: one matmul with P + U D (merged_lowrank.py)
+                return merged_linear(x, base.weight, base.bias, down_w, down_b, up_w, up_b)
+            return F.linear(F.linear(x, down_w, down_b), up_w, up_b)
+        h = F.linear(x, down_w, down_b)
         num_e, total_r = len(ranks), sum(ranks)
         noisy = self.gate.training and self.gate.noise  # evaluation: no noise branch, W_n not in the matmul
         sizes = ([base.out_features] if fuse else []) + [total_r, num_e] + ([num_e] if noisy else [])
