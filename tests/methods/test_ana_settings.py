@@ -119,22 +119,44 @@ def test_site_output_equals_the_hand_written_reference(switches, fuse_devices, m
 
 @pytest.mark.parametrize("switches", SWITCHES)
 @pytest.mark.parametrize("modality", ["a", "c"], ids=["first", "third"])
-def test_site_gradients_equal_the_hand_written_references(switches, modality):
-    """Training (noise off, so the gated sites are deterministic): the gradients of x and of every
-    parameter equal autograd's through the reference; the ungated sites run the merged map (one matmul
-    with P + U D and hand-written rank-r gradients: methods/merged_lowrank.py), the gated ones autograd."""
+@pytest.mark.parametrize("noise", [False, True], ids=["quiet", "noisy"])
+@pytest.mark.parametrize("fuse_devices", [("cpu",), ()], ids=["P-fused", "P-separate"])
+def test_site_gradients_equal_the_hand_written_references(switches, modality, noise, fuse_devices, monkeypatch):
+    """Training: the gradients of x and of every trained parameter equal autograd's through the
+    reference. Both training paths have hand-written backwards: ungated sites the merged map (one matmul
+    with P + U D: methods/merged_lowrank.py), gated ones methods/ana/gated_site.py."""
+    monkeypatch.setattr(ModalityExperts, "fuse_base_devices", fuse_devices)
     site = _site(switches).train()
     for experts in site.ana.values():
         if experts.gate is not None:
-            experts.gate.noise = False
+            experts.gate.noise = noise
     site.context.modality = modality
     x = torch.randn(2, 5, 12, requires_grad=True)
     grad_out = torch.randn(2, 5, 20)
     params = [x, *(p for p in site.ana[modality].parameters())]
-    got = torch.autograd.grad(site(x), params, grad_out, materialize_grads=True)  # W_n: unused, 0
-    want = torch.autograd.grad(_reference(site, modality, x, **switches), params, grad_out, materialize_grads=True)
-    for g, w in zip(got, want):
+    torch.manual_seed(5)
+    got = torch.autograd.grad(site(x), params, grad_out, materialize_grads=True)  # W_n when quiet: unused, 0
+    gated = site.ana[modality].gate is not None
+    torch.manual_seed(5)  # the gate's draw [..., E], as the site's
+    drawn = torch.randn(2, 5, 3) if noise and gated else None
+    want = _reference(site, modality, x, noise=drawn, **switches)
+    for g, w in zip(got, torch.autograd.grad(want, params, grad_out, materialize_grads=True)):
         torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("switches", [s for s in SWITCHES if s.values[0]["gate"]])
+@pytest.mark.parametrize("fuse_devices", [("cpu",), ()], ids=["P-fused", "P-separate"])
+def test_gated_training_output_is_bit_identical_to_the_autograd_path(switches, fuse_devices, monkeypatch):
+    """The hand-written training path (grad enabled) runs the autograd path's forward ops in order and
+    draws the same noise: the same bits as the site under no_grad, noisy gate included."""
+    monkeypatch.setattr(ModalityExperts, "fuse_base_devices", fuse_devices)
+    site = _site(switches).train()
+    x = torch.randn(2, 5, 12, requires_grad=True)
+    torch.manual_seed(5)
+    trained = site(x)
+    torch.manual_seed(5)
+    with torch.no_grad():
+        assert torch.equal(trained, site(x))
 
 
 @pytest.mark.parametrize("switches", [s for s in SWITCHES if s.values[0]["gate"]])

@@ -41,8 +41,22 @@ class WarmupCosine:
         return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+#: device types where torch's fused AdamW kernel runs (one kernel per dtype, not ~10 ops per tensor)
+FUSED_DEVICES = ("cpu", "cuda")
+
+
+def adamw(params: list[nn.Parameter] | list[dict], **kwargs) -> torch.optim.AdamW:
+    """torch's AdamW, its fused kernel where every parameter allows it (plain tensors on a CPU / CUDA
+    device), else its multi-tensor (foreach) one. Measured on the demo's `ana` depth stage (190 small
+    tensors, 1 thread): 7.8 ms per step for the default per-tensor loop, 4.7 foreach, 0.8 fused.
+    FSDP's sharded parameters (DTensors) take foreach."""
+    flat = [p for g in params for p in g["params"]] if params and isinstance(params[0], dict) else params
+    fused = bool(flat) and all(type(p) is nn.Parameter and p.device.type in FUSED_DEVICES for p in flat)
+    return torch.optim.AdamW(params, **kwargs, **({"fused": True} if fused else {"foreach": True}))
+
+
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     groups = decay_groups(model.named_parameters(), cfg.weight_decay)
-    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    optimizer = adamw(groups, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio))
     return optimizer, schedule

@@ -12,6 +12,7 @@ from torch.nn import functional as F
 
 from .gate import NoisyGate
 from ..merged_lowrank import merged_linear
+from .gated_site import gated_site
 
 
 class Adapter(nn.Module):
@@ -79,6 +80,13 @@ class ModalityExperts(nn.Module):
         # measured (benchmarks/ana_overhead.py): fusing P into the Down matmul helps on CPU, but on CUDA
         # the odd GEMM width (d_out + sum r + E) picks slower kernels, so there P runs on its own
         fuse = base is not None and self.gate is not None and x.device.type in self.fuse_base_devices
+        if (base is not None and self.gate is not None and torch.is_grad_enabled()
+                and not torch.is_autocast_enabled(x.device.type)):
+            # training: the same forward ops with a hand-written backward (gated_site.py)
+            down_w, down_b, up_w, _, ranks = self.folded(site_experts)
+            noisy = self.gate.training and self.gate.noise
+            noise = torch.randn((*x.shape[:-1], len(ranks)), dtype=x.dtype, device=x.device) if noisy else None
+            return gated_site(x, base.weight, base.bias, down_w, down_b, up_w, noise, self.gate.min_std, ranks, fuse)
         down_w, down_b, up_w, up_b, ranks = self.folded(site_experts, base if fuse else None)
         if up_b is not None:  # no gate: sum_e w_e s_e Up_e(...), the w_e s_e folded into Up
             if base is not None:  # the site is linear in x: one matmul with P + U D (merged_lowrank.py)
