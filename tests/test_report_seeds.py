@@ -99,3 +99,13 @@ def test_merge_refuses_reports_of_different_runs(change, match):
     change(other)
     with pytest.raises(ValueError, match=match):
         merge_seeds([SEEDS[0], other])
+
+
+def test_parameter_counts_that_differ_between_seeds_show_as_rounded_means():
+    """MoExtend may extend other layers in another seed: its counts are means over seeds, shown rounded."""
+    seeds = [report(s, 0.5, 0.5, 1.0) for s in range(3)]
+    for s, r in enumerate(seeds):
+        r["methods"]["ana"]["trainable_params"] = {"base": 1000, "video": 685_792 + 32 * s}
+        r["methods"]["ana"]["total_params"] = 4_316_448 + 32 * s
+    md = markdown(merge_seeds(seeds))
+    assert "| 685,824 | 4,316,480 |" in md and "| video | 685,824 |" in md and "685824.0" not in md

@@ -159,6 +159,11 @@ def _fmt(v: Any, digits: int = 3) -> str:
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
+def _count(v: int | float | None) -> str:
+    """A parameter count; merged over seeds it is a mean (seeds may extend different layers): rounded."""
+    return "–" if v is None else f"{round(v):,}"
+
+
 def _cell(entry: Mapping[str, Any], metric: str, value: Any) -> str:
     """`value` as text, or `mean ± std` from the entry's spread over seeds when it has one."""
     s = (entry.get("spread") or {}).get(metric)
@@ -185,7 +190,7 @@ def markdown(report: Mapping[str, Any]) -> str:
     for name, e in report["methods"].items():
         largest, seconds = largest_stage_trainable(e), stage_train_seconds(e)
         cells = " | ".join(_cell(e, k, e[k]) for k in ("avg_acc", "plasticity", "forgetting", "bwt"))
-        lines.append(f"| {name} | {cells} | {_fmt(largest)} | {_fmt(e['total_params'])} | {seconds:.1f} |")
+        lines.append(f"| {name} | {cells} | {_count(largest)} | {_count(e['total_params'])} | {seconds:.1f} |")
     if any(e.get("spread") for e in report["methods"].values()):
         lines += ["", "final accuracy per modality (after the last stage), mean ± std over seeds:", "",
                   "| method | " + " | ".join(mods) + " |", "|---" * (len(mods) + 1) + "|"]
@@ -202,7 +207,7 @@ def markdown(report: Mapping[str, Any]) -> str:
             lines.append(f"| {r} | " + " | ".join(_fmt(v) for v in row) + " |")
         lines += ["", "| stage | trainable params | train s |", "|---|---|---|"]
         for stage, n in e["trainable_params"].items():
-            lines.append(f"| {stage} | {_fmt(n)} | {_fmt(e['train_seconds'].get(stage), 1)} |")
+            lines.append(f"| {stage} | {_count(n)} | {_fmt(e['train_seconds'].get(stage), 1)} |")
     return "\n".join(lines) + "\n"
 
 

@@ -76,13 +76,15 @@ class ModalityExperts(nn.Module):
         in-adapter folded in) and the gate's logits are ONE matmul (x is read once), then a softmax and
         one `addmm` for every expert's Up added to P(x). Without a gate the experts are one low-rank map
         (fixed weights folded into Up), so the site is linear in x: one matmul with `P + U D`
-        (methods/merged_lowrank.py); an untrained single adapter (U = 0) leaves it exactly P(x)."""
+        (methods/merged_lowrank.py); an untrained single adapter (U = 0) leaves it exactly P(x).
+        With autograd on (and no autocast) a gated site runs the same forward ops through
+        `gated_site.py`, whose hand-written backward forms only the trained weights' gradients."""
         # measured (benchmarks/ana_overhead.py): fusing P into the Down matmul helps on CPU, but on CUDA
         # the odd GEMM width (d_out + sum r + E) picks slower kernels, so there P runs on its own
         fuse = base is not None and self.gate is not None and x.device.type in self.fuse_base_devices
         if (base is not None and self.gate is not None and torch.is_grad_enabled()
                 and not torch.is_autocast_enabled(x.device.type)):
-            # training: the same forward ops with a hand-written backward (gated_site.py)
+            # the same forward ops and the same noise draw, with a hand-written backward (gated_site.py)
             down_w, down_b, up_w, _, ranks = self.folded(site_experts)
             noisy = self.gate.training and self.gate.noise
             noise = torch.randn((*x.shape[:-1], len(ranks)), dtype=x.dtype, device=x.device) if noisy else None
