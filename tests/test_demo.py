@@ -292,3 +292,20 @@ def test_default_workers_is_one_per_core_and_at_most_one_per_run(monkeypatch, co
 
     monkeypatch.setattr(modweave.cpus, "available_cores", lambda: cores)
     assert default_workers(runs) == expected
+
+
+@pytest.mark.slow
+def test_methods_run_later_in_a_demo_folder_add_to_its_report(tmp_path, capsys):
+    """benchmarks/ablation.py runs its variants in the demo's folder: the demo's entries stay in the
+    report (and its loss histories), a re-run method replaces its own entry in place."""
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out), "--methods", "frozen,finetune", *TINY_BUDGET]) == 0
+    first = json.loads((out / "report.json").read_text())
+    assert main(["demo", "--quick", "--out", str(out), "--methods", "lora,frozen", *TINY_BUDGET]) == 0
+    report = json.loads((out / "report.json").read_text())
+    check_report(report)
+    assert list(report["methods"]) == ["frozen", "finetune", "lora"]
+    assert report["methods"]["finetune"] == first["methods"]["finetune"]  # kept as it was
+    assert report["methods"]["frozen"]["acc_matrix"] == first["methods"]["frozen"]["acc_matrix"]  # same seed, same bits
+    assert set(json.loads((out / "loss_history.json").read_text())) == {"frozen", "finetune", "lora"}
+    assert "| finetune |" in (out / "report.md").read_text()

@@ -275,9 +275,36 @@ def _run_seed(out: Path, variants: list[Variant], cfg: RunConfig, budget: dict[s
         report["methods"][variant.label] = entry
         histories[variant.label] = progress.get("losses", {})
     assert report is not None
+    report["methods"], histories = _with_earlier_runs(out, report, histories)
     report["wall_seconds"] = round(time.perf_counter() - t_start, 1)
     write_report(out, report, histories)
     return report
+
+
+def _with_earlier_runs(out: Path, report: dict[str, Any], histories: dict[str, Any]
+                       ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The report's method entries and loss histories, with those of earlier demos in `out` that this one
+    did not re-run kept (the folder's claim guarantees the same seed and budget, and they share its base):
+    `--methods` run later in a demo's folder (benchmarks/ablation.py does) add to its report, never drop
+    what is there. A re-run method replaces its entry in place."""
+    path = out / "report.json"
+    if not path.exists():
+        return report["methods"], histories
+    try:
+        earlier = json.loads(path.read_text())
+        methods, losses = dict(earlier["methods"]), dict(json.loads((out / "loss_history.json").read_text())
+                                                        if (out / "loss_history.json").exists() else {})
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a demo report this folder's earlier runs can be kept from ({e})") from None
+    if earlier.get("modalities") != report["modalities"]:
+        raise ValueError(f"{path}: an earlier demo here evaluated {earlier.get('modalities')}, this one "
+                         f"{report['modalities']}: use another --out")
+    kept = [label for label in methods if label not in report["methods"]]
+    if kept:
+        logger.info("the report keeps the earlier runs in %s: %s", out, ", ".join(kept))
+    methods.update(report["methods"])
+    losses.update(histories)
+    return methods, losses
 
 
 # ------------------------------------------------------------------------------------------
