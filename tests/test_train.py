@@ -227,6 +227,19 @@ def test_xmodal_pairs_are_evaluated_after_every_stage_and_reported(trained_run):
     assert "## X-modal reasoning" in (out / "report.md").read_text() and (out / "xmodal.png").stat().st_size > 0
 
 
+def test_a_loader_setting_no_loader_takes_names_its_key_for_single_and_pair_data(digits_root):
+    from modweave.config import ConfigError
+    from modweave.training.config import DataConfig
+    from modweave.training.data import RunData
+
+    data = RunData(load_run_config(CONFIG), DataConfig(root=str(digits_root)))
+    data.settings["image"] = {**data.settings.get("image", {}), "no_such_setting": 1}
+    with pytest.raises(ConfigError, match=r"^config key 'data\.loader\.image' \(or the path spec's loader\)"):
+        data.train("image")
+    with pytest.raises(ConfigError, match=r"^config key 'data\.loader\.image' \(or the path spec's loader\)"):
+        data.xmodal_train(["text", "image"])  # the pairs are image + image: the same key, the same line
+
+
 def test_the_base_trains_on_pairs_of_its_own_modalities_only(digits_root):
     from modweave.training.config import DataConfig
     from modweave.training.data import RunData

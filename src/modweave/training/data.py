@@ -117,21 +117,27 @@ class RunData:
     def _dataset(self, modality: str, part: str) -> CachedDataset:
         key = (modality, part)
         if key not in self._cache:
-            from ..data.dataset import MediaDataset
-
             if part == "test":
                 records = self._records(modality, "test")
             else:
                 records = self._records(modality, "train")
                 n_held = min(self.data.heldout, len(records) // 4)  # never most of a small file
                 records = records[: len(records) - n_held] if part == "train" else records[len(records) - n_held:]
-            try:
-                ds = MediaDataset(records, self.root, {modality: self.settings.get(modality, {})}, media_cache=self._media,
-                                  follow_symlinks=self.data.follow_symlinks)
-            except TypeError as err:
-                raise ConfigError(f"config key 'data.loader.{modality}' (or the path spec's loader): {err}") from None
-            self._cache[key] = CachedDataset(ds, self.data.cache)
+            self._cache[key] = self._media_dataset(records, [modality])
         return self._cache[key]
+
+    def _media_dataset(self, records: list, modalities: Sequence[str]) -> CachedDataset:
+        """`records` read by `modalities`' loaders with the run's settings; a setting a loader does not
+        take is refused naming its config key."""
+        from ..data.dataset import MediaDataset
+
+        try:
+            ds = MediaDataset(records, self.root, {m: self.settings.get(m, {}) for m in modalities},
+                              media_cache=self._media, follow_symlinks=self.data.follow_symlinks)
+        except TypeError as err:
+            keys = " or ".join(f"'data.loader.{m}'" for m in modalities)
+            raise ConfigError(f"config key {keys} (or the path spec's loader): {err}") from None
+        return CachedDataset(ds, self.data.cache)
 
     def texts(self, modalities: Sequence[str]) -> list[str]:
         """Every prompt, answer and candidate of `modalities`' train and test files, and of the X-modal
@@ -166,12 +172,8 @@ class RunData:
 
     def _xmodal_dataset(self, key: tuple[str, str], records: list) -> CachedDataset:
         if key not in self._cache:
-            from ..data.dataset import MediaDataset
-
-            used = {m for r in records for m in r.media_modalities}
-            ds = MediaDataset(records, self.root, {m: self.settings.get(m, {}) for m in used}, media_cache=self._media,
-                              follow_symlinks=self.data.follow_symlinks)
-            self._cache[key] = CachedDataset(ds, self.data.cache)
+            used = sorted({m for r in records for m in r.media_modalities})
+            self._cache[key] = self._media_dataset(records, used)
         return self._cache[key]
 
     def xmodal_train(self, modalities: Sequence[str]) -> CachedDataset | None:
