@@ -309,3 +309,16 @@ def test_methods_run_later_in_a_demo_folder_add_to_its_report(tmp_path, capsys):
     assert report["methods"]["frozen"]["acc_matrix"] == first["methods"]["frozen"]["acc_matrix"]  # same seed, same bits
     assert set(json.loads((out / "loss_history.json").read_text())) == {"frozen", "finetune", "lora"}
     assert "| finetune |" in (out / "report.md").read_text()
+
+
+def test_a_broken_earlier_report_in_the_folder_is_one_line_before_any_work(tmp_path, capsys):
+    from modweave.demo import _claim
+
+    out = tmp_path / "demo"
+    _claim(out, {"seed": 0, "quick": True, "overrides": TINY_BUDGET})  # an earlier demo of this budget
+    (out / "report.json").write_text("{not json")
+    assert main(["demo", "--quick", "--out", str(out), "--methods", "frozen", *TINY_BUDGET]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "report.json: not a demo report" in err[0] and "Traceback" not in err[0]
+    assert not (out / "data").exists() and not (out / "base").exists()  # nothing ran
+    assert (out / "report.json").read_text() == "{not json"  # and the file is left as it was

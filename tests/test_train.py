@@ -397,3 +397,14 @@ def test_tensorboard_receives_losses_grad_norms_and_accuracy_rows(digits_root, t
     progress = json.loads((out / "progress.json").read_text())
     assert [round(e.value, 5) for e in values["loss/audio"]] == [round(v, 5) for _, v in progress["losses"]["audio"]]
     assert [e.step for e in values["acc/text"]] == [0, 1, 2]  # one point per accuracy-matrix row
+
+
+def test_adamw_takes_the_fused_kernel_where_every_parameter_allows_it():
+    from torch import nn
+
+    from modweave.training.optim import adamw
+
+    cpu = [nn.Parameter(torch.zeros(3)), nn.Parameter(torch.zeros(2, 2))]
+    assert adamw([{"params": cpu[:1]}, {"params": cpu[1:], "weight_decay": 0.0}], lr=1e-3).defaults["fused"]
+    meta = adamw([*cpu, nn.Parameter(torch.zeros(2, device="meta"))], lr=1e-3)  # one not on a fused device
+    assert not meta.defaults.get("fused") and meta.defaults["foreach"]

@@ -233,6 +233,7 @@ def _run_seed(out: Path, variants: list[Variant], cfg: RunConfig, budget: dict[s
     seed = budget["seed"]
     digits = dict(cfg.data.get("digits") or {})
     _claim(out, budget)
+    earlier = _earlier_runs(out)
     t_start = time.perf_counter()
 
     data_root = out / "data"
@@ -275,29 +276,34 @@ def _run_seed(out: Path, variants: list[Variant], cfg: RunConfig, budget: dict[s
         report["methods"][variant.label] = entry
         histories[variant.label] = progress.get("losses", {})
     assert report is not None
-    report["methods"], histories = _with_earlier_runs(out, report, histories)
+    report["methods"], histories = _with_earlier_runs(out, earlier, report, histories)
     report["wall_seconds"] = round(time.perf_counter() - t_start, 1)
     write_report(out, report, histories)
     return report
 
 
-def _with_earlier_runs(out: Path, report: dict[str, Any], histories: dict[str, Any]
-                       ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The report's method entries and loss histories, with those of earlier demos in `out` that this one
-    did not re-run kept (the folder's claim guarantees the same seed and budget, and they share its base):
-    `--methods` run later in a demo's folder (benchmarks/ablation.py does) add to its report, never drop
-    what is there. A re-run method replaces its entry in place."""
-    path = out / "report.json"
-    if not path.exists():
-        return report["methods"], histories
+def _earlier_runs(out: Path) -> tuple[dict[str, Any], dict[str, Any], list[str] | None]:
+    """The method entries, loss histories and modalities of an earlier demo's report in `out` (empty when
+    there is none), read before any work so that a broken one stops the demo at once. The folder's claim
+    guarantees the same seed and budget, and its runs share this demo's base: `--methods` run later in a
+    demo's folder (benchmarks/ablation.py does) add to its report and never drop what is there."""
+    from .report import LOSSES, REPORT, _read_json
+
+    path = out / REPORT
     try:
-        earlier = json.loads(path.read_text())
-        methods, losses = dict(earlier["methods"]), dict(json.loads((out / "loss_history.json").read_text())
-                                                        if (out / "loss_history.json").exists() else {})
+        earlier = _read_json(path, {"methods": {}, "modalities": None})
+        return dict(earlier["methods"]), dict(_read_json(out / LOSSES, {})), earlier["modalities"]
     except (ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{path}: not a demo report this folder's earlier runs can be kept from ({e})") from None
-    if earlier.get("modalities") != report["modalities"]:
-        raise ValueError(f"{path}: an earlier demo here evaluated {earlier.get('modalities')}, this one "
+
+
+def _with_earlier_runs(out: Path, earlier: tuple[dict[str, Any], dict[str, Any], list[str] | None],
+                       report: dict[str, Any], histories: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`report`'s method entries and `histories` on top of the `earlier` ones (`_earlier_runs`): a re-run
+    method replaces its entry in place, the others are kept."""
+    methods, losses, modalities = copy.deepcopy(earlier)
+    if methods and modalities != report["modalities"]:
+        raise ValueError(f"{out / 'report.json'}: an earlier demo here evaluated {modalities}, this one "
                          f"{report['modalities']}: use another --out")
     kept = [label for label in methods if label not in report["methods"]]
     if kept:

@@ -32,7 +32,6 @@ from .utils import seeded
 logger = logging.getLogger(__name__)
 
 
-
 @dataclass
 class XModalOutput:
     loss: torch.Tensor | None

@@ -503,8 +503,9 @@ class ContinualTrainer:
         for label, value in zip(labels, values):
             if value is not None:
                 out[label] = value
-                ds = datasets[label]
-                chance[label] = _chance([ds[i] for i in range(len(ds))])
+                if label not in chance:  # the test pairs do not change: their chance is computed once
+                    ds = datasets[label]
+                    chance[label] = _chance([ds[i] for i in range(len(ds))])
         return out
 
     def _evaluate_row(self, row: str) -> None:

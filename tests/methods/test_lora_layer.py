@@ -4,7 +4,7 @@ exactly in every case it does not merge, and is what the `lora` method injects."
 
 from __future__ import annotations
 
-import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,7 +12,9 @@ from peft import LoraConfig, inject_adapter_in_model
 from peft.tuners.lora.layer import Linear as PeftLoraLinear
 from torch import nn
 
+from modweave.config import load_run_config
 from modweave.methods.lora_layer import MergedLoraLinear
+from modweave.model import XModalLM
 
 
 def _layer(dropout: float = 0.0, adapters=("a",)) -> MergedLoraLinear:
@@ -83,11 +85,6 @@ def test_every_case_it_does_not_merge_runs_pefts_forward(case):
 
 
 def test_the_lora_method_injects_the_merged_layer_with_pefts_keys(monkeypatch):
-    from pathlib import Path
-
-    from modweave.config import load_run_config
-    from modweave.model import XModalLM
-
     cfg = load_run_config(Path(__file__).resolve().parents[2] / "configs" / "test-train.yaml")
 
     def grown() -> nn.Module:

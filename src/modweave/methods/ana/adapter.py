@@ -10,8 +10,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .gate import NoisyGate
 from ..merged_lowrank import merged_linear
+from .gate import NoisyGate
 from .gated_site import gated_site
 
 
@@ -86,8 +86,8 @@ class ModalityExperts(nn.Module):
                 and not torch.is_autocast_enabled(x.device.type)):
             # the same forward ops and the same noise draw, with a hand-written backward (gated_site.py)
             down_w, down_b, up_w, _, ranks = self.folded(site_experts)
-            noisy = self.gate.training and self.gate.noise
-            noise = torch.randn((*x.shape[:-1], len(ranks)), dtype=x.dtype, device=x.device) if noisy else None
+            noise = (torch.randn((*x.shape[:-1], len(ranks)), dtype=x.dtype, device=x.device)
+                     if self.gate.noisy else None)
             return gated_site(x, base.weight, base.bias, down_w, down_b, up_w, noise, self.gate.min_std, ranks, fuse)
         down_w, down_b, up_w, up_b, ranks = self.folded(site_experts, base if fuse else None)
         if up_b is not None:  # no gate: sum_e w_e s_e Up_e(...), the w_e s_e folded into Up
@@ -96,7 +96,7 @@ class ModalityExperts(nn.Module):
             return F.linear(F.linear(x, down_w, down_b), up_w, up_b)
         h = F.linear(x, down_w, down_b)
         num_e, total_r = len(ranks), sum(ranks)
-        noisy = self.gate.training and self.gate.noise  # evaluation: no noise branch, W_n not in the matmul
+        noisy = self.gate.noisy  # evaluation: no noise branch, W_n not in the matmul
         sizes = ([base.out_features] if fuse else []) + [total_r, num_e] + ([num_e] if noisy else [])
         parts = list(h.split(sizes, dim=-1))
         base_out = parts.pop(0) if fuse else None
